@@ -1,0 +1,31 @@
+//! The chat services' gRPC contracts and bus payloads, generated from `proto/*.proto`.
+//!
+//! Modules mirror the proto packages: `chat::auth::v1`, `chat::metadata::v1`,
+//! `chat::messages::v1`, `chat::events::v1`. No domain logic lives here.
+#![allow(clippy::all, missing_docs)]
+
+/// Generated code, one module per proto package.
+pub mod chat {
+    pub mod auth {
+        pub mod v1 {
+            tonic::include_proto!("chat.auth.v1");
+        }
+    }
+    pub mod metadata {
+        pub mod v1 {
+            tonic::include_proto!("chat.metadata.v1");
+        }
+    }
+    pub mod messages {
+        pub mod v1 {
+            tonic::include_proto!("chat.messages.v1");
+        }
+    }
+    pub mod events {
+        pub mod v1 {
+            tonic::include_proto!("chat.events.v1");
+        }
+    }
+}
+
+pub use chat::{auth::v1 as auth, events::v1 as events, messages::v1 as messages, metadata::v1 as metadata};

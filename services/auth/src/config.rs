@@ -1,0 +1,53 @@
+//! The auth service's settings, read from the environment.
+
+use std::net::SocketAddr;
+
+use access_token::TokenSettings;
+use env_config::ConfigError;
+use secrecy::SecretString;
+use sql_pool::PoolSettings;
+use url::Url;
+
+/// Where the auth service listens when `AUTH_GRPC_ADDR` is not set.
+pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The gRPC listen address; port 0 picks a free port.
+    pub grpc_addr: SocketAddr,
+    pub database_url: Url,
+    pub pool: PoolSettings,
+    pub tokens: TokenSettings,
+    /// How many argon2 hashes may run at once.
+    pub max_concurrent_hashes: usize,
+}
+
+impl Settings {
+    /// For the distributed deployment: `SECRET_KEY` is required, the database
+    /// comes from `DATABASE_URL` or the `MYSQL_*` variables.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secret = env_config::string("SECRET_KEY")
+            .ok_or_else(|| ConfigError::missing("SECRET_KEY", "set it to the same long random string in every service"))?;
+        let database_url = match sql_pool::url_from_env()? {
+            Some(url) => url,
+            None => sql_pool::mysql_url_from_env()?,
+        };
+        Self::from_env_with(database_url, SecretString::from(secret))
+    }
+
+    /// The rest of the settings from the environment, around a given database and secret.
+    pub fn from_env_with(database_url: Url, secret: SecretString) -> Result<Self, ConfigError> {
+        Ok(Self {
+            grpc_addr: env_config::parsed_or("AUTH_GRPC_ADDR", DEFAULT_GRPC_ADDR.parse().expect("valid default"))?,
+            database_url,
+            pool: PoolSettings::default(),
+            tokens: TokenSettings::from_env(secret)?,
+            max_concurrent_hashes: env_config::parsed_or("AUTH_MAX_CONCURRENT_HASHES", default_hash_concurrency())?,
+        })
+    }
+}
+
+/// One hash per core: argon2 is CPU-bound, more would only queue in memory.
+pub fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}

@@ -1,0 +1,79 @@
+//! Builds the auth service (database, migrations, listener) and serves it until shutdown.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use access_token::{TokenIssuer, TokenVerifier};
+use anyhow::Context;
+use chat_proto::auth::auth_service_server::AuthServiceServer;
+use sql_pool::Db;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use crate::{
+    config::Settings,
+    grpc::AuthGrpc,
+    password::PasswordHasher,
+    store::{MYSQL_MIGRATIONS, SQLITE_MIGRATIONS, UserStore},
+};
+
+/// How often the gRPC health status is refreshed from the database.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A built auth service: its listener is bound, its database migrated.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    service: AuthGrpc,
+    db: Db,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = Db::connect(&settings.database_url, &settings.pool).await?;
+        db.migrate(&MYSQL_MIGRATIONS, &SQLITE_MIGRATIONS).await.context("user store migrations")?;
+        let listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on AUTH_GRPC_ADDR={}", settings.grpc_addr))?;
+        let local_addr = listener.local_addr()?;
+        let hasher = PasswordHasher::new(settings.max_concurrent_hashes)?;
+        let service = AuthGrpc::new(
+            UserStore::new(db.clone()),
+            hasher,
+            TokenIssuer::new(&settings.tokens),
+            TokenVerifier::new(&settings.tokens),
+        );
+        Ok(Self { listener, local_addr, service, db })
+    }
+
+    /// The address actually bound (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let db = self.db.clone();
+        let health_task = tokio::spawn(async move {
+            loop {
+                let status = if db.ping().await { ServingStatus::Serving } else { ServingStatus::NotServing };
+                reporter.set_service_status("", status).await;
+                reporter.set_service_status(SERVICE_NAME, status).await;
+                tokio::time::sleep(HEALTH_INTERVAL).await;
+            }
+        });
+        tracing::info!(addr = %self.local_addr, "auth service listening");
+        let result = tonic::transport::Server::builder()
+            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+            .add_service(health_service)
+            .add_service(AuthServiceServer::new(self.service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await;
+        health_task.abort();
+        result.context("auth gRPC server failed")
+    }
+}
+
+/// The gRPC service name health is reported under.
+pub const SERVICE_NAME: &str = "chat.auth.v1.AuthService";

@@ -1,0 +1,99 @@
+//! `spawn_app`: an auth service on port 0 over a fresh database, and a client for it.
+
+use std::time::Duration;
+
+use auth::{Application, Settings};
+use chat_proto::auth::{self as pb, auth_service_client::AuthServiceClient};
+use secrecy::SecretString;
+use sql_pool::{Backend, testing::TestDatabase};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret";
+
+pub struct TestApp {
+    pub client: AuthServiceClient<Channel>,
+    _db: TestDatabase,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    telemetry::init_for_tests();
+    let db = TestDatabase::new(backend, "auth");
+    let mut settings = Settings::from_env_with(db.url.clone(), SecretString::from(SECRET)).expect("test settings");
+    settings.grpc_addr = "127.0.0.1:0".parse().expect("an address");
+    let app = Application::build(settings).await.unwrap_or_else(|error| {
+        panic!("cannot start the auth service on {backend:?} ({}): {error:#}", db.url)
+    });
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("a URI")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("the auth service accepts connections");
+    TestApp { client: AuthServiceClient::new(channel), _db: db, stop: Some(stop) }
+}
+
+/// A registration with unique username and email.
+pub fn registration(tag: &str) -> pb::RegisterRequest {
+    let unique = format!("{tag}{:08x}", rand_suffix());
+    pb::RegisterRequest {
+        username: unique.clone(),
+        email: format!("{unique}@example.com"),
+        password: "password-123".into(),
+        full_name: None,
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl TestApp {
+    pub async fn register(&self, request: pb::RegisterRequest) -> Result<pb::User, tonic::Status> {
+        self.client.clone().register(request).await.map(tonic::Response::into_inner)
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Result<pb::LoginResponse, tonic::Status> {
+        let request = pb::LoginRequest { username: username.into(), password: password.into() };
+        self.client.clone().login(request).await.map(tonic::Response::into_inner)
+    }
+}
+
+/// Runs an async test body once on MariaDB and once on SQLite.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn on_mariadb() {
+                super::$name(sql_pool::Backend::MySql).await;
+            }
+
+            #[tokio::test]
+            async fn on_sqlite() {
+                super::$name(sql_pool::Backend::Sqlite).await;
+            }
+        }
+    };
+}
+
+/// The field an INVALID_ARGUMENT or ALREADY_EXISTS status names.
+pub fn field_of(status: &tonic::Status) -> &str {
+    status.metadata().get("x-field").and_then(|v| v.to_str().ok()).unwrap_or("")
+}

@@ -1,0 +1,8 @@
+//! The auth service through real gRPC, on port 0, against real MariaDB and SQLite
+//! (a fresh database per test).
+
+mod helpers;
+mod login;
+mod profile;
+mod register;
+mod search;
