@@ -106,7 +106,7 @@ impl ApiError {
                 Self::Unavailable(service)
             }
             // A transport failure before any answer arrives is reported as Unknown.
-            Code::Unknown if status.source().is_some() => {
+            Code::Unknown if std::error::Error::source(&status).is_some() => {
                 tracing::warn!(service, %message, "dependency unreachable");
                 Self::Unavailable(service)
             }

@@ -1,1 +1,15 @@
-//! placeholder
+//! The public gateway: REST (`/api/v1/...`), API docs and, in front of the
+//! services, token verification. Stateless: any number of replicas.
+
+pub mod config;
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod models;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod state;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -93,7 +93,6 @@ async fn fetch_user(state: &AppState, id: i64) -> Result<pb::User, ApiError> {
 /// The caller's own profile.
 #[utoipa::path(
     get, path = "/api/v1/users/me", tag = "users",
-    security(("bearer" = [])),
     responses(
         (status = 200, body = UserPrivate),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
@@ -110,7 +109,6 @@ pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<
 /// Change the caller's email, full name or password (with `current_password`).
 #[utoipa::path(
     put, path = "/api/v1/users/me", tag = "users",
-    security(("bearer" = [])),
     request_body = UpdateMeBody,
     responses(
         (status = 200, body = UserPrivate),
@@ -142,7 +140,6 @@ pub async fn update_me(
 /// Search users by username or full name (never returns the caller).
 #[utoipa::path(
     get, path = "/api/v1/users/search", tag = "users",
-    security(("bearer" = [])),
     params(SearchParams),
     responses(
         (status = 200, body = [UserPublic]),
@@ -173,7 +170,6 @@ pub async fn search(
 /// One user's public profile.
 #[utoipa::path(
     get, path = "/api/v1/users/{user_id}", tag = "users",
-    security(("bearer" = [])),
     params(("user_id" = i64, Path, description = "The user's id")),
     responses(
         (status = 200, body = UserPublic),

@@ -1,0 +1,22 @@
+//! The gateway binary (distributed deployment).
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    env_config::load_dotenv();
+    telemetry::init("gateway");
+    let settings = match gateway::Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("gateway: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let result = async { gateway::Application::build(settings).await?.run_until_stopped(shutdown::signal()).await };
+    match result.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gateway: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The gateway's REST routes, one module per area of API.md.
+
+pub mod system;
+pub mod users;

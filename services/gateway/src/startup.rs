@@ -1,0 +1,81 @@
+//! Builds the gateway (router, layers, listener) and serves it until shutdown.
+
+use std::{future::Future, net::SocketAddr};
+
+use access_token::TokenVerifier;
+use anyhow::Context;
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    response::IntoResponse,
+    routing::{get, post},
+};
+use tokio::net::TcpListener;
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+
+use crate::{
+    config::Settings,
+    docs,
+    error::ApiError,
+    extract::MAX_BODY_BYTES,
+    routes::{system, users},
+    state::AppState,
+};
+
+/// The whole HTTP surface of the gateway.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/info", get(system::info))
+        .route("/api/v1/users/register", post(users::register))
+        .route("/api/v1/users/login", post(users::login))
+        .route("/api/v1/users/me", get(users::me).put(users::update_me))
+        .route("/api/v1/users/search", get(users::search))
+        .route("/api/v1/users/{user_id}", get(users::get_user));
+    Router::new()
+        .route("/", get(system::root))
+        .route("/health", get(system::health))
+        .route("/ready", get(system::ready))
+        .merge(api)
+        .merge(docs::router())
+        .fallback(|| async { ApiError::NotFound("not found".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+            tracing::info_span!("http", method = %request.method(), route)
+        }))
+        .with_state(state)
+}
+
+/// A built gateway: listener bound, clients created (they connect lazily).
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let state = AppState::new(&settings.auth_url, TokenVerifier::new(&settings.tokens))?;
+        let listener = TcpListener::bind(settings.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on HOST:PORT={}", settings.http_addr))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self { listener, local_addr, router: router(state) })
+    }
+
+    /// The address actually bound (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves HTTP until `shutdown` completes, then lets requests in flight finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.local_addr, "gateway listening");
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("gateway server failed")
+    }
+}
+

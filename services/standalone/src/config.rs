@@ -1,0 +1,87 @@
+//! The standalone server's settings: everything has a default.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context;
+use rand::Rng;
+use secrecy::SecretString;
+use url::Url;
+
+/// Where data lives when `DATA_DIR` is not set.
+pub const DEFAULT_DATA_DIR: &str = "data";
+const SECRET_FILE: &str = "secret_key";
+
+pub struct Settings {
+    pub auth: auth::Settings,
+    pub gateway: gateway::Settings,
+}
+
+impl Settings {
+    /// `DATA_DIR` (default `./data`) holds the SQLite file and, unless
+    /// `SECRET_KEY` is set, the generated signing key. `DATABASE_URL` may point
+    /// elsewhere (SQLite or MySQL). The internal gRPC services listen on
+    /// loopback ports of their own choosing.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let data_dir = PathBuf::from(env_config::string("DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create DATA_DIR={}", data_dir.display()))?;
+        let secret = match env_config::string("SECRET_KEY") {
+            Some(secret) => SecretString::from(secret),
+            None => load_or_create_secret(&data_dir)?,
+        };
+        let database_url = match sql_pool::url_from_env()? {
+            Some(url) => url,
+            None => sqlite_url(&data_dir.join("chat.db"))?,
+        };
+        tracing::info!(database = %sql_pool::redacted(&database_url), "standalone storage");
+        let mut auth = auth::Settings::from_env_with(database_url, secret.clone())?;
+        auth.grpc_addr = "127.0.0.1:0".parse()?;
+        // The gateway's auth endpoint is known once auth has bound its port.
+        let gateway = gateway::Settings::from_env_with(secret, Some(Url::parse("http://127.0.0.1:1")?))?;
+        Ok(Self { auth, gateway })
+    }
+}
+
+fn sqlite_url(path: &Path) -> anyhow::Result<Url> {
+    let absolute = std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+    Url::parse(&format!("sqlite://{}", absolute.display())).context("the SQLite path is not a valid URL")
+}
+
+/// The signing key kept in the data directory, made on first run.
+fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<SecretString> {
+    let path = data_dir.join(SECRET_FILE);
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        let secret = secret.trim().to_owned();
+        if secret.len() >= access_token::MIN_SECRET_LEN {
+            tracing::info!(path = %path.display(), "SECRET_KEY not set: using the key kept in the data directory");
+            return Ok(SecretString::from(secret));
+        }
+        anyhow::bail!(
+            "{} holds a key shorter than {} characters; delete it or set SECRET_KEY",
+            path.display(),
+            access_token::MIN_SECRET_LEN
+        );
+    }
+    let secret: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(64).map(char::from).collect();
+    let mut file = create_private(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    tracing::warn!(
+        path = %path.display(),
+        "SECRET_KEY not set: generated a random signing key and kept it in the data directory"
+    );
+    Ok(SecretString::from(secret))
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+}
+
+#[cfg(not(unix))]
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)
+}
