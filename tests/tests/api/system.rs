@@ -1,0 +1,96 @@
+//! System endpoints, the docs pages, and what happens when a service is down.
+
+use chat_tests::{SECRET, spawn_deployment, spawn_gateway};
+use serde_json::Value;
+use tokio::sync::watch;
+
+#[tokio::test]
+async fn health_names_its_checks_and_info_its_limits() {
+    let app = spawn_deployment().await;
+    let health: Value = app.http.get(app.url("/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health, serde_json::json!({"status": "ok", "checks": {"auth": "ok"}}));
+    let info: Value = app.http.get(app.url("/api/v1/info")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["limits"], serde_json::json!({"max_message_length": 10000, "max_group_members": 100}));
+    let root: Value = app.http.get(app.url("/")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((root["name"].as_str(), root["docs"].as_str()), (Some("chat-service"), Some("/docs")));
+}
+
+#[tokio::test]
+async fn docs_pages_and_their_assets_are_served_by_the_gateway() {
+    let app = spawn_deployment().await;
+    let swagger = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(swagger.status(), 200);
+    let page = swagger.text().await.unwrap();
+    assert!(page.contains("swagger-ui"));
+    for asset in ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/swagger-initializer.js", "/docs/index.css"] {
+        assert!(page.contains(asset), "/docs links {asset}");
+        let response = app.http.get(app.url(asset)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{asset}");
+    }
+    let initializer = app.http.get(app.url("/docs/swagger-initializer.js")).send().await.unwrap().text().await.unwrap();
+    assert!(initializer.contains("/openapi.json"), "Swagger UI loads our spec");
+
+    let redoc = app.http.get(app.url("/redoc")).send().await.unwrap().text().await.unwrap();
+    assert!(redoc.contains("Redoc.init(\"/openapi.json\""), "ReDoc loads our spec");
+    assert!(!redoc.contains("<script src=\"http"), "ReDoc's bundle is inline, not from a CDN");
+}
+
+#[tokio::test]
+async fn the_spec_describes_the_users_api_and_its_security() {
+    let app = spawn_deployment().await;
+    let spec: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/api/v1/users/register", "/api/v1/users/login", "/api/v1/users/me", "/api/v1/users/search"] {
+        assert!(spec["paths"][path].is_object(), "{path} is described");
+    }
+    assert!(spec["paths"]["/api/v1/users/me"]["get"]["security"].is_array(), "me needs a token");
+    assert!(spec["paths"]["/api/v1/users/login"]["post"]["security"].is_null(), "login does not");
+    assert_eq!(spec["components"]["securitySchemes"]["oauth2"]["flows"]["password"]["tokenUrl"], "/api/v1/users/login");
+}
+
+/// A port nothing listens on (bound, then released).
+async fn free_port() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn auth_down_is_503_and_the_gateway_recovers_when_it_comes_back() {
+    let auth_addr = free_port().await;
+    let (stop, _) = watch::channel(false);
+    let gateway = format!("http://{}", spawn_gateway(auth_addr, &stop).await);
+    let http = reqwest::Client::new();
+
+    let health = http.get(format!("{gateway}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    let body: Value = health.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "degraded", "checks": {"auth": "unavailable"}}));
+    let login = serde_json::json!({"username": "someone", "password": "whatever-1"});
+    let refused = http.post(format!("{gateway}/api/v1/users/login")).json(&login).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("unavailable"), "{body}");
+
+    // Auth comes up on the address the gateway was given: no restart of the gateway needed.
+    let db = sql_pool::testing::TestDatabase::new(sql_pool::Backend::MySql, "recover");
+    let mut settings = auth::Settings::from_env_with(db.url.clone(), SECRET.into()).unwrap();
+    settings.grpc_addr = auth_addr;
+    let auth = auth::Application::build(settings).await.unwrap();
+    let mut stopped = stop.subscribe();
+    tokio::spawn(auth.run_until_stopped(async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
+    let mut status = 0;
+    for _ in 0..50 {
+        status = http.get(format!("{gateway}/health")).send().await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200, "the gateway reconnects to auth by itself");
+    let answered = http.post(format!("{gateway}/api/v1/users/login")).json(&login).send().await.unwrap();
+    assert_eq!(answered.status(), 401, "auth answers again: the user is unknown");
+    let _ = stop.send(true);
+}
