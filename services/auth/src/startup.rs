@@ -1,6 +1,6 @@
 //! Builds the auth service (database, migrations, listener) and serves it until shutdown.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr};
 
 use access_token::{TokenIssuer, TokenVerifier};
 use anyhow::Context;
@@ -8,17 +8,13 @@ use chat_proto::auth::auth_service_server::AuthServiceServer;
 use sql_pool::Db;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic_health::ServingStatus;
 
 use crate::{
     config::Settings,
     grpc::AuthGrpc,
     password::PasswordHasher,
-    store::{MYSQL_MIGRATIONS, SQLITE_MIGRATIONS, UserStore},
+    store::{UserStore, migrations},
 };
-
-/// How often the gRPC health status is refreshed from the database.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A built auth service: its listener is bound, its database migrated.
 pub struct Application {
@@ -31,7 +27,8 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = Db::connect(&settings.database_url, &settings.pool).await?;
-        db.migrate(&MYSQL_MIGRATIONS, &SQLITE_MIGRATIONS).await.context("user store migrations")?;
+        let (mysql, sqlite) = migrations();
+        db.migrate(mysql, sqlite).await.context("user store migrations")?;
         let listener = TcpListener::bind(settings.grpc_addr)
             .await
             .with_context(|| format!("cannot listen on AUTH_GRPC_ADDR={}", settings.grpc_addr))?;
@@ -55,13 +52,9 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let db = self.db.clone();
-        let health_task = tokio::spawn(async move {
-            loop {
-                let status = if db.ping().await { ServingStatus::Serving } else { ServingStatus::NotServing };
-                reporter.set_service_status("", status).await;
-                reporter.set_service_status(SERVICE_NAME, status).await;
-                tokio::time::sleep(HEALTH_INTERVAL).await;
-            }
+        let health_task = grpc_channel::report_health(reporter, SERVICE_NAME, move || {
+            let db = db.clone();
+            async move { db.ping().await }
         });
         tracing::info!(addr = %self.local_addr, "auth service listening");
         let result = tonic::transport::Server::builder()

@@ -8,8 +8,10 @@ use crate::{
     error::AuthError,
 };
 
-pub static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
-pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The user store's migrations, for MySQL and for SQLite.
+pub fn migrations() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
+    (sqlx::migrate!("./migrations/mysql"), sqlx::migrate!("./migrations/sqlite"))
+}
 
 const USER_COLUMNS: &str = "id, username, email, full_name, is_active, created_at_ms, last_seen_ms";
 

@@ -22,7 +22,7 @@ fn field_error(location: &str, path: &serde_path_to_error::Path, error: &dyn std
         .iter()
         .find_map(|prefix| message.split_once(prefix).and_then(|(_, rest)| rest.split_once('`')).map(|(name, _)| name));
     let mut field = path.to_string();
-    if let Some(name) = named {
+    if let Some(name) = named.filter(|name| field != *name && !field.ends_with(&format!(".{name}"))) {
         field = if field == "." { name.to_owned() } else { format!("{field}.{name}") };
     }
     if field == "." {

@@ -146,11 +146,16 @@ impl Db {
     }
 
     /// Runs the migrations of this backend.
-    pub async fn migrate(&self, mysql: &Migrator, sqlite: &Migrator) -> Result<(), DbError> {
-        let migrator = match self.backend {
+    ///
+    /// Services may share one database (the standalone binary does): each
+    /// numbers its migrations in a range of its own (auth 1xxx, chat-metadata
+    /// 2xxx, message-store 3xxx) and ignores the others' in the shared table.
+    pub async fn migrate(&self, mysql: Migrator, sqlite: Migrator) -> Result<(), DbError> {
+        let mut migrator = match self.backend {
             Backend::MySql => mysql,
             Backend::Sqlite => sqlite,
         };
+        migrator.set_ignore_missing(true);
         migrator.run(&self.pool).await?;
         Ok(())
     }

@@ -1,0 +1,143 @@
+//! The chat event bus: one [`Bus`] trait, with NATS ([`NatsBus`]) for the
+//! distributed deployment and an in-process implementation ([`LocalBus`]) for
+//! the standalone binary.
+//!
+//! Subjects are `<prefix>.chat.<chat_id>.events` and
+//! `<prefix>.chat.<chat_id>.typing` ([`Subjects`]); payloads are the protobuf
+//! messages of `chat.events.v1`.
+
+mod local;
+mod nats;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_proto::events::{ChatEvent, TypingEvent};
+use futures::stream::BoxStream;
+use prost::Message as _;
+
+pub use local::LocalBus;
+pub use nats::NatsBus;
+
+/// The default subject prefix (`NATS_SUBJECT_PREFIX`).
+pub const DEFAULT_PREFIX: &str = "chat";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("the bus is unavailable: {0}")]
+    Unavailable(String),
+    #[error("invalid subject {0:?}")]
+    InvalidSubject(String),
+}
+
+/// A stream of payloads published on one subject.
+pub type Subscription = BoxStream<'static, Bytes>;
+
+/// Publish/subscribe on subjects, at most once (like core NATS).
+#[tonic::async_trait]
+pub trait Bus: Send + Sync + 'static {
+    async fn publish(&self, subject: String, payload: Bytes) -> Result<(), BusError>;
+    async fn subscribe(&self, subject: String) -> Result<Subscription, BusError>;
+    /// Waits until what was published so far has left this process.
+    async fn flush(&self) -> Result<(), BusError>;
+}
+
+/// The subject names of one deployment (its prefix keeps deployments and tests apart).
+#[derive(Debug, Clone)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    pub fn new(prefix: impl Into<String>) -> Result<Self, BusError> {
+        let prefix = prefix.into();
+        let valid = !prefix.is_empty()
+            && prefix.split('.').all(|token| {
+                !token.is_empty() && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+        if valid { Ok(Self { prefix }) } else { Err(BusError::InvalidSubject(prefix)) }
+    }
+
+    /// `NATS_SUBJECT_PREFIX`, default `chat`.
+    pub fn from_env() -> Result<Self, env_config::ConfigError> {
+        let prefix = env_config::string("NATS_SUBJECT_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.into());
+        Self::new(prefix.clone())
+            .map_err(|_| env_config::ConfigError::invalid("NATS_SUBJECT_PREFIX", &prefix, "use letters, digits, _ and - between dots"))
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Messages, edits, deletes and membership changes of one chat.
+    pub fn events(&self, chat_id: i64) -> String {
+        format!("{}.chat.{chat_id}.events", self.prefix)
+    }
+
+    /// Typing indicators of one chat.
+    pub fn typing(&self, chat_id: i64) -> String {
+        format!("{}.chat.{chat_id}.typing", self.prefix)
+    }
+}
+
+/// Publishes chat events; what the services hold.
+#[derive(Clone)]
+pub struct EventPublisher {
+    bus: Arc<dyn Bus>,
+    subjects: Subjects,
+}
+
+impl EventPublisher {
+    pub fn new(bus: Arc<dyn Bus>, subjects: Subjects) -> Self {
+        Self { bus, subjects }
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    /// Publishes on the chat's events subject. A failure is logged, not
+    /// returned: the change is already durable, and subscribers backfill.
+    pub async fn chat_event(&self, event: ChatEvent) {
+        let subject = self.subjects.events(event.chat_id);
+        if let Err(error) = self.bus.publish(subject.clone(), Bytes::from(event.encode_to_vec())).await {
+            tracing::warn!(%error, subject, "cannot publish a chat event");
+        }
+    }
+
+    /// Publishes on the chat's typing subject (best effort).
+    pub async fn typing(&self, event: TypingEvent) {
+        let subject = self.subjects.typing(event.chat_id);
+        if let Err(error) = self.bus.publish(subject.clone(), Bytes::from(event.encode_to_vec())).await {
+            tracing::debug!(%error, subject, "cannot publish a typing event");
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, for event times.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_carry_the_prefix_and_the_chat() {
+        let subjects = Subjects::new("test-1.a").unwrap();
+        assert_eq!(subjects.events(42), "test-1.a.chat.42.events");
+        assert_eq!(subjects.typing(42), "test-1.a.chat.42.typing");
+    }
+
+    #[test]
+    fn prefixes_with_wildcards_or_spaces_are_refused() {
+        for bad in ["", "a.*", "a b", "a..b", ">"] {
+            assert!(Subjects::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}

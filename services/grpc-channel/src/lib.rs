@@ -1,0 +1,65 @@
+//! Lazily connected gRPC channels between the chat services, and their health probe.
+//!
+//! A lazy channel lets a service start while a dependency is down and
+//! reconnect by itself when it comes back; calls meanwhile fail with
+//! UNAVAILABLE, which the edges turn into 503.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use url::Url;
+
+/// How long one call to another service may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a health probe may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A channel to `url` that connects on first use and after every outage.
+pub fn lazy(url: &Url) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_string())?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(CALL_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// Whether the service behind `channel` answers `grpc.health.v1` as serving.
+pub async fn is_serving(channel: Channel) -> bool {
+    let mut client = HealthClient::new(channel);
+    let check = client.check(HealthCheckRequest { service: String::new() });
+    match tokio::time::timeout(PROBE_TIMEOUT, check).await {
+        Ok(Ok(response)) => response.into_inner().status == ServingStatus::Serving as i32,
+        _ => false,
+    }
+}
+
+/// How often a service re-checks its own dependencies for its health status.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keeps `grpc.health.v1` up to date: every [`HEALTH_INTERVAL`], runs `check`
+/// and reports the overall service ("") and `service_name` as serving or not.
+pub fn report_health<F, Fut>(
+    reporter: tonic_health::server::HealthReporter,
+    service_name: &'static str,
+    check: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            let status = if check().await {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(service_name, status).await;
+            tokio::time::sleep(HEALTH_INTERVAL).await;
+        }
+    })
+}
