@@ -29,3 +29,7 @@ pub mod chat {
 }
 
 pub use chat::{auth::v1 as auth, events::v1 as events, messages::v1 as messages, metadata::v1 as metadata};
+
+/// Metadata key naming the request field an INVALID_ARGUMENT (or
+/// ALREADY_EXISTS) status is about, so the gateway can answer 422 with it.
+pub const FIELD_METADATA_KEY: &str = "x-field";

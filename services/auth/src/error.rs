@@ -3,7 +3,7 @@
 use tonic::{Code, Status, metadata::MetadataValue};
 
 /// Metadata key naming the request field an INVALID_ARGUMENT or ALREADY_EXISTS is about.
-pub const FIELD_METADATA: &str = "x-field";
+pub const FIELD_METADATA: &str = chat_proto::FIELD_METADATA_KEY;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {

@@ -47,7 +47,7 @@ fn credentials_from_row(row: &AnyRow) -> Result<Credentials, sqlx::Error> {
 /// A duplicate-key error as `Taken`, naming the unique key it hit; other errors as they are.
 fn unique_or_other(error: sqlx::Error) -> AuthError {
     match &error {
-        sqlx::Error::Database(db_error) if matches!(db_error.kind(), sqlx::error::ErrorKind::UniqueViolation) => {
+        sqlx::Error::Database(db_error) if sql_pool::is_unique_violation(&error) => {
             AuthError::Taken { field: if db_error.message().contains("email") { "email" } else { "username" } }
         }
         _ => error.into(),
@@ -83,7 +83,7 @@ impl UserStore {
             .bind(full_name.clone())
             .bind(password_hash)
             .bind(created_at_ms);
-        let id = self.db.insert_returning_id(query).await.map_err(unique_or_other)?;
+        let id = self.db.insert_returning_id(&self.db.pool, query).await.map_err(unique_or_other)?;
         Ok(User {
             id,
             username: new.username.as_str().to_owned(),

@@ -88,7 +88,7 @@ impl ApiError {
             Code::InvalidArgument => {
                 let field = status
                     .metadata()
-                    .get("x-field")
+                    .get(chat_proto::FIELD_METADATA_KEY)
                     .and_then(|value| value.to_str().ok())
                     .unwrap_or("body")
                     .to_owned();

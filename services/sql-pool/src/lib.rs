@@ -169,12 +169,20 @@ impl Db {
         }
     }
 
-    /// Runs an INSERT built from [`Db::returning_id`]; the new row's id.
-    pub async fn insert_returning_id<'q>(&self, query: Query<'q, Any, AnyArguments<'q>>) -> Result<i64, sqlx::Error> {
+    /// Runs an INSERT built from [`Db::returning_id`] on `executor` (the pool
+    /// or a transaction); the new row's id.
+    pub async fn insert_returning_id<'q, 'e, E>(
+        &self,
+        executor: E,
+        query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Result<i64, sqlx::Error>
+    where
+        E: Executor<'e, Database = Any>,
+    {
         match self.backend {
-            Backend::Sqlite => query.fetch_one(&self.pool).await?.try_get(0),
+            Backend::Sqlite => query.fetch_one(executor).await?.try_get(0),
             Backend::MySql => query
-                .execute(&self.pool)
+                .execute(executor)
                 .await?
                 .last_insert_id()
                 .ok_or_else(|| sqlx::Error::Protocol("the database reported no id for the new row".into())),
@@ -193,6 +201,11 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         error,
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
     ) || matches!(error, sqlx::Error::Tls(_))
+}
+
+/// Whether an error is a unique-key violation (a duplicate that a unique index refused).
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db_error) if matches!(db_error.kind(), sqlx::error::ErrorKind::UniqueViolation))
 }
 
 /// SQLite files are created on first use.

@@ -1,0 +1,41 @@
+//! The chat-metadata service's settings, read from the environment.
+
+use std::net::SocketAddr;
+
+use env_config::ConfigError;
+use sql_pool::PoolSettings;
+use url::Url;
+
+/// Where chat-metadata listens when `METADATA_GRPC_ADDR` is not set.
+pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50052";
+/// Where auth is reached when `AUTH_GRPC_URL` is not set.
+pub const DEFAULT_AUTH_URL: &str = "http://127.0.0.1:50051";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub grpc_addr: SocketAddr,
+    pub database_url: Url,
+    pub pool: PoolSettings,
+    pub auth_url: Url,
+}
+
+impl Settings {
+    /// The database from `DATABASE_URL` or the `MYSQL_*` variables.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let database_url = match sql_pool::url_from_env()? {
+            Some(url) => url,
+            None => sql_pool::mysql_url_from_env()?,
+        };
+        Self::from_env_with(database_url)
+    }
+
+    pub fn from_env_with(database_url: Url) -> Result<Self, ConfigError> {
+        Ok(Self {
+            grpc_addr: env_config::parsed_or("METADATA_GRPC_ADDR", DEFAULT_GRPC_ADDR.parse().expect("valid default"))?,
+            database_url,
+            pool: PoolSettings::default(),
+            auth_url: env_config::url("AUTH_GRPC_URL", &["http", "https"])?
+                .unwrap_or_else(|| Url::parse(DEFAULT_AUTH_URL).expect("valid default")),
+        })
+    }
+}

@@ -1,0 +1,28 @@
+//! The chat-metadata service binary (distributed deployment).
+
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    env_config::load_dotenv();
+    telemetry::init("chat-metadata");
+    let settings = match chat_metadata::Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("chat-metadata: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let result = async {
+        let (bus, subjects) = event_bus::nats_from_env("chat-metadata").await?;
+        let events = event_bus::EventPublisher::new(Arc::new(bus), subjects);
+        chat_metadata::Application::build(settings, events).await?.run_until_stopped(shutdown::signal()).await
+    };
+    match result.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("chat-metadata: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

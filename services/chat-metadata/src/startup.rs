@@ -1,0 +1,66 @@
+//! Builds the chat-metadata service (database, migrations, listener) and serves it until shutdown.
+
+use std::{future::Future, net::SocketAddr};
+
+use anyhow::Context;
+use chat_proto::{auth::auth_service_client::AuthServiceClient, metadata::chat_metadata_service_server::ChatMetadataServiceServer};
+use event_bus::EventPublisher;
+use sql_pool::Db;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::{
+    config::Settings,
+    grpc::ChatMetadataGrpc,
+    store::{ChatStore, migrations},
+};
+
+/// The gRPC service name health is reported under.
+pub const SERVICE_NAME: &str = "chat.metadata.v1.ChatMetadataService";
+
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    service: ChatMetadataGrpc,
+    db: Db,
+}
+
+impl Application {
+    /// Connects the database (and migrates it) and binds the listener;
+    /// membership changes are announced through `events`.
+    pub async fn build(settings: Settings, events: EventPublisher) -> anyhow::Result<Self> {
+        let db = Db::connect(&settings.database_url, &settings.pool).await?;
+        let (mysql, sqlite) = migrations();
+        db.migrate(mysql, sqlite).await.context("chat store migrations")?;
+        let listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on METADATA_GRPC_ADDR={}", settings.grpc_addr))?;
+        let local_addr = listener.local_addr()?;
+        let auth = AuthServiceClient::new(grpc_channel::lazy(&settings.auth_url)?);
+        let service = ChatMetadataGrpc::new(ChatStore::new(db.clone()), auth, events);
+        Ok(Self { listener, local_addr, service, db })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let db = self.db.clone();
+        let health_task = grpc_channel::report_health(reporter, SERVICE_NAME, move || {
+            let db = db.clone();
+            async move { db.ping().await }
+        });
+        tracing::info!(addr = %self.local_addr, "chat-metadata service listening");
+        let result = tonic::transport::Server::builder()
+            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+            .add_service(health_service)
+            .add_service(ChatMetadataServiceServer::new(self.service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await;
+        health_task.abort();
+        result.context("chat-metadata gRPC server failed")
+    }
+}
