@@ -1,1 +1,16 @@
-//! placeholder
+//! The message-store service: message metadata in SQL (`message_metadata`),
+//! content in MongoDB (`messages`) or SQL, per-chat `seq`, idempotent sends,
+//! history pages, edit and delete — over gRPC
+//! (`chat.messages.v1.MessageStoreService` + `grpc.health.v1`). Every change
+//! is published on the bus once it is durable.
+
+pub mod config;
+pub mod content;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod startup;
+pub mod store;
+
+pub use config::{ContentBackend, Settings};
+pub use startup::Application;

@@ -208,6 +208,16 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db_error) if matches!(db_error.kind(), sqlx::error::ErrorKind::UniqueViolation))
 }
 
+/// Whether a transaction failed only because of contention and may simply be
+/// run again: a MySQL deadlock or lock wait timeout, or SQLite being busy.
+pub fn is_retryable(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db_error) = error else { return false };
+    let code = db_error.code();
+    let code = code.as_deref().unwrap_or_default();
+    // MySQL SQLSTATE 40001 (deadlock), HY000 with "Lock wait timeout"; SQLite 5 (BUSY), 6 (LOCKED), 517 (BUSY_SNAPSHOT).
+    matches!(code, "40001" | "5" | "6" | "261" | "517") || db_error.message().contains("Lock wait timeout")
+}
+
 /// SQLite files are created on first use.
 fn normalized(url: &Url, backend: Backend) -> Url {
     let mut url = url.clone();

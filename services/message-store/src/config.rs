@@ -1,0 +1,62 @@
+//! The message-store service's settings, read from the environment.
+
+use std::net::SocketAddr;
+
+use env_config::ConfigError;
+use sql_pool::PoolSettings;
+use url::Url;
+
+/// Where message-store listens when `MESSAGES_GRPC_ADDR` is not set.
+pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50053";
+/// Where chat-metadata is reached when `METADATA_GRPC_URL` is not set.
+pub const DEFAULT_METADATA_URL: &str = "http://127.0.0.1:50052";
+
+/// Where message content lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentBackend {
+    /// The `messages` collection of MongoDB (`MONGODB_URL`, `MONGODB_DATABASE`).
+    MongoDb { url: String, database: String },
+    /// The `message_contents` table of the service's own SQL database.
+    Sql,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub grpc_addr: SocketAddr,
+    pub database_url: Url,
+    pub pool: PoolSettings,
+    pub metadata_url: Url,
+    pub content: ContentBackend,
+}
+
+impl Settings {
+    /// For the distributed deployment: metadata from `DATABASE_URL` or the
+    /// `MYSQL_*` variables; content in MongoDB unless `CONTENT_STORE=sql`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let database_url = match sql_pool::url_from_env()? {
+            Some(url) => url,
+            None => sql_pool::mysql_url_from_env()?,
+        };
+        let content = match env_config::string("CONTENT_STORE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("mongodb") => ContentBackend::MongoDb {
+                url: env_config::url("MONGODB_URL", &["mongodb", "mongodb+srv"])?
+                    .map_or_else(|| "mongodb://localhost:27017".to_owned(), |url| url.to_string()),
+                database: env_config::string("MONGODB_DATABASE").unwrap_or_else(|| "chat".into()),
+            },
+            Some("sql") => ContentBackend::Sql,
+            Some(other) => return Err(ConfigError::invalid("CONTENT_STORE", other, "expected mongodb or sql")),
+        };
+        Self::from_env_with(database_url, content)
+    }
+
+    pub fn from_env_with(database_url: Url, content: ContentBackend) -> Result<Self, ConfigError> {
+        Ok(Self {
+            grpc_addr: env_config::parsed_or("MESSAGES_GRPC_ADDR", DEFAULT_GRPC_ADDR.parse().expect("valid default"))?,
+            database_url,
+            pool: PoolSettings::default(),
+            metadata_url: env_config::url("METADATA_GRPC_URL", &["http", "https"])?
+                .unwrap_or_else(|| Url::parse(DEFAULT_METADATA_URL).expect("valid default")),
+            content,
+        })
+    }
+}

@@ -1,0 +1,280 @@
+//! The `MessageStoreService` gRPC layer: membership checks (asked of
+//! chat-metadata for every read and write), the dual-store write path, and
+//! the events published once a change is durable.
+
+use std::{collections::HashMap, sync::Arc};
+
+use chat_proto::{
+    events::{ChatEvent, MessageDeleted, chat_event::Kind},
+    messages::{self as pb, get_history_request, message_store_service_server::MessageStoreService},
+    metadata::{CheckMembershipRequest, Membership, TouchChatRequest, chat_metadata_service_client::ChatMetadataServiceClient},
+};
+use event_bus::EventPublisher;
+use tonic::{Request, Response, Status, transport::Channel};
+
+use crate::{
+    content::{ContentStore, StoredContent},
+    domain::{ClientMsgId, Content, Cursor, Message, MessageRow},
+    error::MessageError,
+    store::{MessageStore, NewMessage, Stored},
+};
+
+type Result<T> = std::result::Result<T, MessageError>;
+
+/// The most chats one `GetLastMessages` call may ask about.
+const MAX_LAST_MESSAGES: usize = 100;
+
+#[derive(Clone)]
+pub struct MessageStoreGrpc {
+    store: MessageStore,
+    contents: Arc<dyn ContentStore>,
+    metadata: ChatMetadataServiceClient<Channel>,
+    events: EventPublisher,
+}
+
+impl From<Message> for pb::Message {
+    fn from(message: Message) -> Self {
+        let row = message.row;
+        Self {
+            id: row.id,
+            chat_id: row.chat_id,
+            seq: row.seq,
+            sender_id: row.sender_id,
+            sender_username: row.sender_username,
+            content: if row.is_deleted { String::new() } else { message.content },
+            timestamp_ms: row.created_at_ms,
+            is_edited: row.edited_at_ms.is_some(),
+            is_deleted: row.is_deleted,
+            edited_at_ms: row.edited_at_ms,
+            client_msg_id: row.client_msg_id,
+        }
+    }
+}
+
+fn unavailable(service: &str) -> impl Fn(Status) -> MessageError + '_ {
+    move |status| {
+        tracing::warn!(service, code = ?status.code(), message = status.message(), "call failed");
+        MessageError::Unavailable(service.to_owned())
+    }
+}
+
+impl MessageStoreGrpc {
+    pub fn new(
+        store: MessageStore,
+        contents: Arc<dyn ContentStore>,
+        metadata: ChatMetadataServiceClient<Channel>,
+        events: EventPublisher,
+    ) -> Self {
+        Self { store, contents, metadata, events }
+    }
+
+    async fn membership(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
+        let request = CheckMembershipRequest { chat_id, user_id };
+        let response = self.metadata.clone().check_membership(request).await.map_err(unavailable("the chat-metadata service"))?;
+        Ok(response.into_inner())
+    }
+
+    /// The caller's membership of the chat: `NotFound` for no chat, `Forbidden` for an outsider.
+    async fn require_participant(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
+        let membership = self.membership(chat_id, user_id).await?;
+        if !membership.chat_exists {
+            return Err(MessageError::NotFound("chat not found".into()));
+        }
+        if !membership.is_participant {
+            return Err(MessageError::Forbidden("you are not a participant of this chat".into()));
+        }
+        Ok(membership)
+    }
+
+    /// A message the caller may see (a message of a chat they are not in does not exist for them).
+    async fn visible_message(&self, message_id: i64, caller_id: i64) -> Result<(MessageRow, Membership)> {
+        let row = self.store.by_id(message_id).await?.ok_or_else(MessageError::message_not_found)?;
+        let membership = self.membership(row.chat_id, caller_id).await?;
+        if !membership.is_participant {
+            return Err(MessageError::message_not_found());
+        }
+        Ok((row, membership))
+    }
+
+    /// Rows with their content from the content store (one query for all).
+    async fn with_contents(&self, rows: Vec<MessageRow>) -> Result<Vec<Message>> {
+        let ids: Vec<String> = rows.iter().filter(|row| !row.is_deleted).map(|row| row.content_id.clone()).collect();
+        let mut contents = self.contents.get_many(&ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let content = if row.is_deleted {
+                    String::new()
+                } else {
+                    contents.remove(&row.content_id).unwrap_or_else(|| {
+                        tracing::error!(message_id = row.id, content_id = row.content_id, "content missing from the store");
+                        String::new()
+                    })
+                };
+                Message { row, content }
+            })
+            .collect())
+    }
+
+    async fn publish(&self, chat_id: i64, kind: Kind) {
+        self.events.chat_event(ChatEvent { chat_id, at_ms: event_bus::now_ms(), kind: Some(kind) }).await;
+    }
+
+    async fn send(&self, request: pb::SendMessageRequest) -> Result<(Message, bool)> {
+        let content = Content::parse(request.content)?;
+        let client_msg_id = ClientMsgId::parse(request.client_msg_id)?;
+        self.require_participant(request.chat_id, request.sender_id).await?;
+        if let Some(key) = &client_msg_id {
+            if let Some(original) = self.store.by_client_msg_id(request.chat_id, request.sender_id, key.as_str()).await? {
+                return Ok((self.with_contents(vec![original]).await?.remove(0), false));
+            }
+        }
+        // Content first, then the metadata that makes the message exist: a crash
+        // between the two leaves unreferenced content, never a message without content.
+        let now = event_bus::now_ms();
+        let stored = StoredContent {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            chat_id: request.chat_id,
+            sender_id: request.sender_id,
+            content: content.as_str().to_owned(),
+            timestamp_ms: now,
+        };
+        self.contents.put(&stored).await?;
+        let new = NewMessage {
+            chat_id: request.chat_id,
+            sender_id: request.sender_id,
+            sender_username: request.sender_username,
+            content_id: stored.message_id.clone(),
+            client_msg_id: client_msg_id.as_ref().map(|key| key.as_str().to_owned()),
+            created_at_ms: now,
+        };
+        let row = match self.store.insert(&new).await {
+            Ok(Stored::Created(row)) => row,
+            Ok(Stored::Duplicate) => {
+                self.erase_orphan(&stored.message_id).await;
+                let key = client_msg_id.as_ref().map(ClientMsgId::as_str).unwrap_or_default();
+                let original = self
+                    .store
+                    .by_client_msg_id(request.chat_id, request.sender_id, key)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("a duplicate client_msg_id whose original is missing"))?;
+                return Ok((self.with_contents(vec![original]).await?.remove(0), false));
+            }
+            Err(error) => {
+                self.erase_orphan(&stored.message_id).await;
+                return Err(error);
+            }
+        };
+        let message = Message { row, content: stored.content };
+        let touch = TouchChatRequest { chat_id: message.row.chat_id, at_ms: now };
+        if let Err(status) = self.metadata.clone().touch_chat(touch).await {
+            tracing::warn!(code = ?status.code(), "cannot move the chat's updated_at");
+        }
+        self.publish(message.row.chat_id, Kind::NewMessage(message.clone().into())).await;
+        Ok((message, true))
+    }
+
+    /// Best effort: content whose metadata was never written is unreferenced anyway.
+    async fn erase_orphan(&self, content_id: &str) {
+        if let Err(error) = self.contents.erase(content_id).await {
+            tracing::warn!(%error, content_id, "cannot erase orphaned content");
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl MessageStoreService for MessageStoreGrpc {
+    #[tracing::instrument(skip_all)]
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> std::result::Result<Response<pb::SendMessageResponse>, Status> {
+        let (message, created) = self.send(request.into_inner()).await?;
+        Ok(Response::new(pb::SendMessageResponse { message: Some(message.into()), created }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_history(&self, request: Request<pb::GetHistoryRequest>) -> std::result::Result<Response<pb::HistoryPage>, Status> {
+        let request = request.into_inner();
+        if !(1..=100).contains(&request.limit) {
+            return Err(MessageError::invalid("limit", "must be 1 to 100").into());
+        }
+        let cursor = match request.cursor {
+            None => Cursor::Newest,
+            Some(get_history_request::Cursor::BeforeId(id)) => Cursor::Before(id),
+            Some(get_history_request::Cursor::AfterId(id)) => Cursor::After(id),
+        };
+        self.require_participant(request.chat_id, request.caller_id).await?;
+        let (rows, has_more) = self.store.page(request.chat_id, cursor, request.limit).await?;
+        let messages = self.with_contents(rows).await?;
+        Ok(Response::new(pb::HistoryPage { messages: messages.into_iter().map(Into::into).collect(), has_more }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn edit_message(&self, request: Request<pb::EditMessageRequest>) -> std::result::Result<Response<pb::Message>, Status> {
+        let request = request.into_inner();
+        let content = Content::parse(request.content)?;
+        let (mut row, _) = self.visible_message(request.message_id, request.caller_id).await?;
+        if row.sender_id != request.caller_id {
+            return Err(MessageError::Forbidden("only the sender may edit a message".into()).into());
+        }
+        if row.is_deleted {
+            return Err(MessageError::Rule("a deleted message cannot be edited".into()).into());
+        }
+        let now = event_bus::now_ms();
+        self.contents.replace(&row.content_id, content.as_str(), now).await.map_err(MessageError::from)?;
+        self.store.mark_edited(row.id, now).await?;
+        row.edited_at_ms = Some(now);
+        let message = Message { row, content: content.as_str().to_owned() };
+        self.publish(message.row.chat_id, Kind::MessageEdited(message.clone().into())).await;
+        Ok(Response::new(message.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_message(
+        &self,
+        request: Request<pb::DeleteMessageRequest>,
+    ) -> std::result::Result<Response<pb::DeleteMessageResponse>, Status> {
+        let request = request.into_inner();
+        let (row, membership) = self.visible_message(request.message_id, request.caller_id).await?;
+        if !row.is_deleted && row.sender_id != request.caller_id && !membership.is_admin {
+            return Err(MessageError::Forbidden("only the sender or a chat admin may delete a message".into()).into());
+        }
+        let deleted = !row.is_deleted && self.store.mark_deleted(row.id).await?;
+        // Erase even when it was already deleted: a failed erase is finished by the retry.
+        self.contents.erase(&row.content_id).await.map_err(MessageError::from)?;
+        if deleted {
+            let kind = Kind::MessageDeleted(MessageDeleted { message_id: row.id });
+            self.publish(row.chat_id, kind).await;
+        }
+        Ok(Response::new(pb::DeleteMessageResponse { deleted }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_last_messages(
+        &self,
+        request: Request<pb::GetLastMessagesRequest>,
+    ) -> std::result::Result<Response<pb::GetLastMessagesResponse>, Status> {
+        let request = request.into_inner();
+        if request.chat_ids.len() > MAX_LAST_MESSAGES {
+            return Err(MessageError::invalid("chat_ids", format!("at most {MAX_LAST_MESSAGES} chats per call")).into());
+        }
+        let checks = request.chat_ids.iter().map(|chat_id| self.membership(*chat_id, request.caller_id));
+        let memberships = futures::future::try_join_all(checks).await?;
+        let visible: Vec<i64> = request
+            .chat_ids
+            .iter()
+            .zip(memberships)
+            .filter(|(_, membership)| membership.is_participant)
+            .map(|(chat_id, _)| *chat_id)
+            .collect();
+        let rows = self.store.last_of(&visible).await?;
+        let messages = self.with_contents(rows).await?;
+        let mut by_chat: HashMap<i64, Message> = HashMap::new();
+        for message in messages {
+            by_chat.insert(message.row.chat_id, message);
+        }
+        let messages = visible.iter().filter_map(|chat_id| by_chat.remove(chat_id)).map(Into::into).collect();
+        Ok(Response::new(pb::GetLastMessagesResponse { messages }))
+    }
+}

@@ -1,0 +1,28 @@
+//! The message-store service binary (distributed deployment).
+
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    env_config::load_dotenv();
+    telemetry::init("message-store");
+    let settings = match message_store::Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("message-store: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let result = async {
+        let (bus, subjects) = event_bus::nats_from_env("message-store").await?;
+        let events = event_bus::EventPublisher::new(Arc::new(bus), subjects);
+        message_store::Application::build(settings, events).await?.run_until_stopped(shutdown::signal()).await
+    };
+    match result.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("message-store: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Builds the message-store service (databases, migrations, listener) and serves it until shutdown.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use chat_proto::{
+    messages::message_store_service_server::MessageStoreServiceServer,
+    metadata::chat_metadata_service_client::ChatMetadataServiceClient,
+};
+use event_bus::EventPublisher;
+use sql_pool::Db;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::{
+    config::{ContentBackend, Settings},
+    content::{ContentStore, MongoContentStore, SqlContentStore},
+    grpc::MessageStoreGrpc,
+    store::{MessageStore, migrations},
+};
+
+/// The gRPC service name health is reported under.
+pub const SERVICE_NAME: &str = "chat.messages.v1.MessageStoreService";
+
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    service: MessageStoreGrpc,
+    db: Db,
+    contents: Arc<dyn ContentStore>,
+}
+
+impl Application {
+    /// Connects the stores (and migrates the SQL one) and binds the listener;
+    /// message events are published through `events`.
+    pub async fn build(settings: Settings, events: EventPublisher) -> anyhow::Result<Self> {
+        let db = Db::connect(&settings.database_url, &settings.pool).await?;
+        let (mysql, sqlite) = migrations();
+        db.migrate(mysql, sqlite).await.context("message store migrations")?;
+        let contents: Arc<dyn ContentStore> = match &settings.content {
+            ContentBackend::Sql => Arc::new(SqlContentStore::new(db.clone())),
+            ContentBackend::MongoDb { url, database } => {
+                tracing::info!(database, "message content in MongoDB");
+                Arc::new(MongoContentStore::connect(url, database).await.context("MONGODB_URL")?)
+            }
+        };
+        let listener = TcpListener::bind(settings.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on MESSAGES_GRPC_ADDR={}", settings.grpc_addr))?;
+        let local_addr = listener.local_addr()?;
+        let metadata = ChatMetadataServiceClient::new(grpc_channel::lazy(&settings.metadata_url)?);
+        let service = MessageStoreGrpc::new(MessageStore::new(db.clone()), contents.clone(), metadata, events);
+        Ok(Self { listener, local_addr, service, db, contents })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let (db, contents) = (self.db.clone(), self.contents.clone());
+        let health_task = grpc_channel::report_health(reporter, SERVICE_NAME, move || {
+            let (db, contents) = (db.clone(), contents.clone());
+            async move { db.ping().await && contents.ping().await }
+        });
+        tracing::info!(addr = %self.local_addr, "message-store service listening");
+        let result = tonic::transport::Server::builder()
+            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+            .add_service(health_service)
+            .add_service(MessageStoreServiceServer::new(self.service))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await;
+        health_task.abort();
+        result.context("message-store gRPC server failed")
+    }
+}
