@@ -7,15 +7,35 @@ use env_config::ConfigError;
 use secrecy::SecretString;
 use url::Url;
 
-/// Where the auth service is reached when `AUTH_GRPC_URL` is not set.
-pub const DEFAULT_AUTH_URL: &str = "http://127.0.0.1:50051";
+/// Where each service is reached.
+#[derive(Debug, Clone)]
+pub struct ServiceUrls {
+    /// `AUTH_GRPC_URL`, default `http://127.0.0.1:50051`.
+    pub auth: Url,
+    /// `METADATA_GRPC_URL`, default `http://127.0.0.1:50052`.
+    pub metadata: Url,
+    /// `MESSAGES_GRPC_URL`, default `http://127.0.0.1:50053`.
+    pub messages: Url,
+}
+
+impl ServiceUrls {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let url = |variable: &str, default: &str| -> Result<Url, ConfigError> {
+            Ok(env_config::url(variable, &["http", "https"])?.unwrap_or_else(|| Url::parse(default).expect("valid default")))
+        };
+        Ok(Self {
+            auth: url("AUTH_GRPC_URL", "http://127.0.0.1:50051")?,
+            metadata: url("METADATA_GRPC_URL", "http://127.0.0.1:50052")?,
+            messages: url("MESSAGES_GRPC_URL", "http://127.0.0.1:50053")?,
+        })
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `HOST:PORT`; port 0 picks a free port.
     pub http_addr: SocketAddr,
-    /// The auth service's gRPC endpoint.
-    pub auth_url: Url,
+    pub services: ServiceUrls,
     pub tokens: TokenSettings,
     /// `DEBUG`: more detail in logs (never in responses).
     pub debug: bool,
@@ -26,21 +46,16 @@ impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let secret = env_config::string("SECRET_KEY")
             .ok_or_else(|| ConfigError::missing("SECRET_KEY", "set it to the same long random string in every service"))?;
-        Self::from_env_with(SecretString::from(secret), None)
+        Self::from_env_with(SecretString::from(secret))
     }
 
-    /// The rest from the environment, around a given secret and, optionally, auth endpoint.
-    pub fn from_env_with(secret: SecretString, auth_url: Option<Url>) -> Result<Self, ConfigError> {
+    /// The rest from the environment, around a given secret.
+    pub fn from_env_with(secret: SecretString) -> Result<Self, ConfigError> {
         let host: IpAddr = env_config::parsed_or("HOST", IpAddr::from([0, 0, 0, 0]))?;
         let port: u16 = env_config::parsed_or("PORT", 8000)?;
-        let auth_url = match auth_url {
-            Some(url) => url,
-            None => env_config::url("AUTH_GRPC_URL", &["http", "https"])?
-                .unwrap_or_else(|| Url::parse(DEFAULT_AUTH_URL).expect("valid default")),
-        };
         Ok(Self {
             http_addr: SocketAddr::new(host, port),
-            auth_url,
+            services: ServiceUrls::from_env()?,
             tokens: TokenSettings::from_env(secret)?,
             debug: env_config::flag("DEBUG", false)?,
         })

@@ -1,6 +1,6 @@
 //! The public JSON shapes of API.md and their conversions from the services' messages.
 
-use chat_proto::auth as auth_pb;
+use chat_proto::{auth as auth_pb, messages as messages_pb, metadata as metadata_pb};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -127,6 +127,202 @@ pub struct SearchParams {
     pub limit: Option<i64>,
     /// Default 0.
     pub offset: Option<i64>,
+}
+
+/// A chat participant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Participant {
+    pub user_id: i64,
+    pub username: String,
+    pub joined_at: String,
+    pub is_admin: bool,
+}
+
+impl From<metadata_pb::Participant> for Participant {
+    fn from(participant: metadata_pb::Participant) -> Self {
+        Self {
+            user_id: participant.user_id,
+            username: participant.username,
+            joined_at: timestamp(participant.joined_at_ms),
+            is_admin: participant.is_admin,
+        }
+    }
+}
+
+/// `direct` or `group`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatType {
+    Direct,
+    Group,
+}
+
+/// A chat, with its participants and newest message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Chat {
+    pub id: i64,
+    pub name: Option<String>,
+    pub chat_type: ChatType,
+    pub created_at: String,
+    /// Moves on every new message.
+    pub updated_at: String,
+    pub is_active: bool,
+    pub participants: Vec<Participant>,
+    pub last_message: Option<Message>,
+}
+
+impl Chat {
+    pub fn new(chat: metadata_pb::Chat, last_message: Option<messages_pb::Message>) -> Self {
+        let chat_type = match metadata_pb::ChatType::try_from(chat.chat_type) {
+            Ok(metadata_pb::ChatType::Direct) => ChatType::Direct,
+            _ => ChatType::Group,
+        };
+        Self {
+            id: chat.id,
+            name: chat.name,
+            chat_type,
+            created_at: timestamp(chat.created_at_ms),
+            updated_at: timestamp(chat.updated_at_ms),
+            is_active: chat.is_active,
+            participants: chat.participants.into_iter().map(Into::into).collect(),
+            last_message: last_message.map(Into::into),
+        }
+    }
+}
+
+/// A message. Deleted messages keep their place with `content: ""`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Message {
+    pub id: i64,
+    pub chat_id: i64,
+    /// 1 for the chat's first message, then +1, with no gaps.
+    pub seq: i64,
+    pub sender_id: i64,
+    pub sender_username: String,
+    pub content: String,
+    #[schema(example = "text")]
+    pub message_type: &'static str,
+    pub timestamp: String,
+    pub is_edited: bool,
+    pub is_deleted: bool,
+    pub edited_at: Option<String>,
+    pub client_msg_id: Option<String>,
+}
+
+impl From<messages_pb::Message> for Message {
+    fn from(message: messages_pb::Message) -> Self {
+        Self {
+            id: message.id,
+            chat_id: message.chat_id,
+            seq: message.seq,
+            sender_id: message.sender_id,
+            sender_username: message.sender_username,
+            content: message.content,
+            message_type: "text",
+            timestamp: timestamp(message.timestamp_ms),
+            is_edited: message.is_edited,
+            is_deleted: message.is_deleted,
+            edited_at: message.edited_at_ms.map(timestamp),
+            client_msg_id: message.client_msg_id,
+        }
+    }
+}
+
+/// A new chat.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateChatBody {
+    pub chat_type: ChatType,
+    /// Required for a group (1–100 characters); ignored for a direct chat.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Direct: exactly one other user. Group: the other members (duplicates ignored).
+    #[serde(default)]
+    pub participant_ids: Vec<i64>,
+}
+
+/// A group's new name.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateChatBody {
+    /// 1–100 characters.
+    pub name: String,
+}
+
+/// Users to add to a group.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AddParticipantsBody {
+    pub user_ids: Vec<i64>,
+}
+
+/// A participant's role.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SetAdminBody {
+    pub is_admin: bool,
+}
+
+/// A message to send.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SendMessageBody {
+    pub chat_id: i64,
+    /// 1–10,000 characters (Unicode scalar values), not only whitespace.
+    pub content: String,
+    /// Idempotency key (≤ 64 characters): a retry returns the original with 200.
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+}
+
+/// A message's new content.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EditMessageBody {
+    pub content: String,
+}
+
+/// A history page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryPage {
+    /// Oldest to newest.
+    pub messages: Vec<Message>,
+    /// More messages exist beyond this page in the direction of travel.
+    pub has_more: bool,
+}
+
+/// Paging of the chat list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// 1–100, default 50.
+    pub limit: Option<i64>,
+    /// Default 0.
+    pub offset: Option<i64>,
+}
+
+/// Paging of a chat's history: the newest page, or `before` / `after` a message id.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// 1–100, default 50.
+    pub limit: Option<i64>,
+    /// The newest `limit` messages older than this id.
+    pub before: Option<i64>,
+    /// The oldest `limit` messages newer than this id (`0`: from the first).
+    pub after: Option<i64>,
+}
+
+/// Who to remove.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RemoveParticipantParams {
+    pub user_id: i64,
+}
+
+/// `limit` (1–100, default `default`) and `offset` (≥ 0, default 0) as the services take them.
+pub fn page(limit: Option<i64>, offset: Option<i64>, default: i64) -> Result<(u32, u32), crate::error::ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=100).contains(&limit) {
+        return Err(crate::error::ApiError::invalid("limit", "must be 1 to 100"));
+    }
+    let offset = u32::try_from(offset.unwrap_or(0))
+        .map_err(|_| crate::error::ApiError::invalid("offset", "must be 0 or more"))?;
+    Ok((limit as u32, offset))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::{
     Router,
     extract::{DefaultBodyLimit, MatchedPath, Request},
     response::IntoResponse,
-    routing::{get, post},
+    routing::{get, post, put},
 };
 use tokio::net::TcpListener;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
@@ -18,7 +18,7 @@ use crate::{
     docs,
     error::ApiError,
     extract::MAX_BODY_BYTES,
-    routes::{system, users},
+    routes::{chats, messages, system, users},
     state::AppState,
 };
 
@@ -30,7 +30,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/users/login", post(users::login))
         .route("/api/v1/users/me", get(users::me).put(users::update_me))
         .route("/api/v1/users/search", get(users::search))
-        .route("/api/v1/users/{user_id}", get(users::get_user));
+        .route("/api/v1/users/{user_id}", get(users::get_user))
+        .route("/api/v1/chats/", post(chats::create).get(chats::list))
+        .route("/api/v1/chats/{chat_id}", get(chats::get).put(chats::update).delete(chats::leave))
+        .route(
+            "/api/v1/chats/{chat_id}/participants",
+            get(chats::participants).post(chats::add_participants).delete(chats::remove_participant),
+        )
+        .route("/api/v1/chats/{chat_id}/participants/{user_id}", put(chats::set_admin))
+        .route("/api/v1/messages/", post(messages::send))
+        .route("/api/v1/messages/chat/{chat_id}", get(messages::history))
+        .route("/api/v1/messages/{message_id}", put(messages::edit).delete(messages::delete));
     Router::new()
         .route("/", get(system::root))
         .route("/health", get(system::health))
@@ -59,7 +69,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let state = AppState::new(&settings.auth_url, TokenVerifier::new(&settings.tokens))?;
+        let state = AppState::new(&settings.services, TokenVerifier::new(&settings.tokens))?;
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on HOST:PORT={}", settings.http_addr))?;

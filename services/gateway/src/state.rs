@@ -1,25 +1,44 @@
 //! What every handler shares: the service clients and the token verifier.
 
 use access_token::TokenVerifier;
-use chat_proto::auth::auth_service_client::AuthServiceClient;
+use chat_proto::{
+    auth::auth_service_client::AuthServiceClient, messages::message_store_service_client::MessageStoreServiceClient,
+    metadata::chat_metadata_service_client::ChatMetadataServiceClient,
+};
 use tonic::transport::Channel;
-use url::Url;
+
+use crate::config::ServiceUrls;
 
 #[derive(Clone)]
 pub struct AppState {
     pub auth: AuthServiceClient<Channel>,
-    auth_channel: Channel,
+    pub metadata: ChatMetadataServiceClient<Channel>,
+    pub messages: MessageStoreServiceClient<Channel>,
+    channels: [(&'static str, Channel); 3],
     pub verifier: TokenVerifier,
 }
 
 impl AppState {
-    pub fn new(auth_url: &Url, verifier: TokenVerifier) -> anyhow::Result<Self> {
-        let auth_channel = grpc_channel::lazy(auth_url)?;
-        Ok(Self { auth: AuthServiceClient::new(auth_channel.clone()), auth_channel, verifier })
+    /// Clients for every service; they connect lazily, so the gateway starts
+    /// while a service is down and answers 503 until it is back.
+    pub fn new(urls: &ServiceUrls, verifier: TokenVerifier) -> anyhow::Result<Self> {
+        let auth = grpc_channel::lazy(&urls.auth)?;
+        let metadata = grpc_channel::lazy(&urls.metadata)?;
+        let messages = grpc_channel::lazy(&urls.messages)?;
+        Ok(Self {
+            auth: AuthServiceClient::new(auth.clone()),
+            metadata: ChatMetadataServiceClient::new(metadata.clone()),
+            messages: MessageStoreServiceClient::new(messages.clone()),
+            channels: [("auth", auth), ("chat_metadata", metadata), ("message_store", messages)],
+            verifier,
+        })
     }
 
     /// Each dependency and whether it answers its gRPC health check as serving.
     pub async fn dependency_checks(&self) -> Vec<(&'static str, bool)> {
-        vec![("auth", grpc_channel::is_serving(self.auth_channel.clone()).await)]
+        let probes = self.channels.iter().map(|(name, channel)| async move {
+            (*name, grpc_channel::is_serving(channel.clone()).await)
+        });
+        futures::future::join_all(probes).await
     }
 }

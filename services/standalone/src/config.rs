@@ -16,7 +16,11 @@ const SECRET_FILE: &str = "secret_key";
 
 pub struct Settings {
     pub auth: auth::Settings,
+    pub metadata: chat_metadata::Settings,
+    pub messages: message_store::Settings,
     pub gateway: gateway::Settings,
+    /// `NATS_SUBJECT_PREFIX` of the in-process bus (kept for symmetry with the distributed deployment).
+    pub subjects: event_bus::Subjects,
 }
 
 impl Settings {
@@ -37,11 +41,17 @@ impl Settings {
             None => sqlite_url(&data_dir.join("chat.db"))?,
         };
         tracing::info!(database = %sql_pool::redacted(&database_url), "standalone storage");
-        let mut auth = auth::Settings::from_env_with(database_url, secret.clone())?;
-        auth.grpc_addr = "127.0.0.1:0".parse()?;
-        // The gateway's auth endpoint is known once auth has bound its port.
-        let gateway = gateway::Settings::from_env_with(secret, Some(Url::parse("http://127.0.0.1:1")?))?;
-        Ok(Self { auth, gateway })
+        // The internal services listen on loopback ports of their own; the
+        // addresses they are reached at are filled in once they are bound.
+        let loopback = "127.0.0.1:0".parse()?;
+        let mut auth = auth::Settings::from_env_with(database_url.clone(), secret.clone())?;
+        auth.grpc_addr = loopback;
+        let mut metadata = chat_metadata::Settings::from_env_with(database_url.clone())?;
+        metadata.grpc_addr = loopback;
+        let mut messages = message_store::Settings::from_env_with(database_url, message_store::ContentBackend::Sql)?;
+        messages.grpc_addr = loopback;
+        let gateway = gateway::Settings::from_env_with(secret)?;
+        Ok(Self { auth, metadata, messages, gateway, subjects: event_bus::Subjects::from_env()? })
     }
 }
 

@@ -10,7 +10,7 @@ use chat_proto::auth as pb;
 use crate::{
     error::{ApiError, ErrorBody},
     extract::{AppJson, AppPath, AppQuery, AuthUser, body_bytes, parse_json},
-    models::{LoginBody, RegisterBody, SearchParams, Token, UpdateMeBody, UserPrivate, UserPublic},
+    models::{LoginBody, RegisterBody, SearchParams, Token, UpdateMeBody, UserPrivate, UserPublic, page},
     state::AppState,
 };
 
@@ -151,15 +151,10 @@ pub async fn search(
     caller: AuthUser,
     AppQuery(params): AppQuery<SearchParams>,
 ) -> Result<Json<Vec<UserPublic>>, ApiError> {
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 100"));
-    }
-    let offset = params.offset.unwrap_or(0);
-    let offset = u32::try_from(offset).map_err(|_| ApiError::invalid("offset", "must be 0 or more"))?;
+    let (limit, offset) = page(params.limit, params.offset, 20)?;
     let request = pb::SearchUsersRequest {
         query: params.q,
-        limit: limit as u32,
+        limit,
         offset,
         exclude_user_id: caller.user_id,
     };

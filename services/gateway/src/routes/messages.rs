@@ -1,0 +1,132 @@
+//! `/api/v1/messages/...`: sending, history, edit and delete.
+
+use axum::{Json, extract::State, http::StatusCode};
+use chat_proto::messages::{self as pb, get_history_request::Cursor};
+
+use crate::{
+    error::{ApiError, ErrorBody},
+    extract::{AppJson, AppPath, AppQuery, AuthUser},
+    models::{EditMessageBody, HistoryPage, HistoryParams, Message, SendMessageBody, page},
+    state::AppState,
+};
+
+const MESSAGES: &str = "the message-store service";
+
+fn messages_error(status: tonic::Status) -> ApiError {
+    ApiError::from_status(status, MESSAGES)
+}
+
+/// Stores a message as the caller; `(message, created)`. Shared with the WebSocket.
+pub async fn send_as(
+    state: &AppState,
+    caller: &AuthUser,
+    chat_id: i64,
+    content: String,
+    client_msg_id: Option<String>,
+) -> Result<(pb::Message, bool), ApiError> {
+    let request = pb::SendMessageRequest {
+        sender_id: caller.user_id,
+        sender_username: caller.username.clone(),
+        chat_id,
+        content,
+        client_msg_id,
+    };
+    let response = state.messages.clone().send_message(request).await.map_err(messages_error)?.into_inner();
+    let message = response.message.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("SendMessage returned nothing")))?;
+    Ok((message, response.created))
+}
+
+/// Send a message; delivered as `new_message` on every live socket of the chat.
+#[utoipa::path(
+    post, path = "/api/v1/messages/", tag = "messages",
+    request_body = SendMessageBody,
+    responses(
+        (status = 201, description = "Stored", body = Message),
+        (status = 200, description = "A retry with a used client_msg_id: the original", body = Message),
+        (status = 403, description = "Not a participant", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+        (status = 422, description = "Content empty, blank or over 10,000 characters", body = ErrorBody),
+    )
+)]
+pub async fn send(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppJson(body): AppJson<SendMessageBody>,
+) -> Result<(StatusCode, Json<Message>), ApiError> {
+    let (message, created) = send_as(&state, &caller, body.chat_id, body.content, body.client_msg_id).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(message.into())))
+}
+
+/// A page of a chat's history, oldest to newest.
+#[utoipa::path(
+    get, path = "/api/v1/messages/chat/{chat_id}", tag = "messages",
+    params(("chat_id" = i64, Path), HistoryParams),
+    responses(
+        (status = 200, body = HistoryPage),
+        (status = 403, description = "Not a participant", body = ErrorBody),
+        (status = 422, description = "before and after together, or limit out of range", body = ErrorBody),
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath(chat_id): AppPath<i64>,
+    AppQuery(params): AppQuery<HistoryParams>,
+) -> Result<Json<HistoryPage>, ApiError> {
+    let (limit, _) = page(params.limit, None, 50)?;
+    let cursor = match (params.before, params.after) {
+        (Some(_), Some(_)) => return Err(ApiError::invalid("before", "give before or after, not both")),
+        (Some(before), None) => Some(Cursor::BeforeId(before)),
+        (None, Some(after)) if after < 0 => return Err(ApiError::invalid("after", "must be 0 or more")),
+        (None, Some(after)) => Some(Cursor::AfterId(after)),
+        (None, None) => None,
+    };
+    let request = pb::GetHistoryRequest { caller_id: caller.user_id, chat_id, limit, cursor };
+    let page = state.messages.clone().get_history(request).await.map_err(messages_error)?.into_inner();
+    Ok(Json(HistoryPage { messages: page.messages.into_iter().map(Into::into).collect(), has_more: page.has_more }))
+}
+
+/// Edit a message (sender only); broadcast as `message_edited`.
+#[utoipa::path(
+    put, path = "/api/v1/messages/{message_id}", tag = "messages",
+    params(("message_id" = i64, Path)),
+    request_body = EditMessageBody,
+    responses(
+        (status = 200, body = Message),
+        (status = 400, description = "The message is deleted", body = ErrorBody),
+        (status = 403, description = "Not the sender", body = ErrorBody),
+        (status = 404, description = "No such message", body = ErrorBody),
+        (status = 422, description = "Content out of range", body = ErrorBody),
+    )
+)]
+pub async fn edit(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath(message_id): AppPath<i64>,
+    AppJson(body): AppJson<EditMessageBody>,
+) -> Result<Json<Message>, ApiError> {
+    let request = pb::EditMessageRequest { caller_id: caller.user_id, message_id, content: body.content };
+    let message = state.messages.clone().edit_message(request).await.map_err(messages_error)?.into_inner();
+    Ok(Json(message.into()))
+}
+
+/// Delete a message (sender or chat admin); its content is erased. Broadcast as `message_deleted`.
+#[utoipa::path(
+    delete, path = "/api/v1/messages/{message_id}", tag = "messages",
+    params(("message_id" = i64, Path)),
+    responses(
+        (status = 204, description = "Deleted (or already deleted)"),
+        (status = 403, description = "Neither the sender nor an admin", body = ErrorBody),
+        (status = 404, description = "No such message", body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath(message_id): AppPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    let request = pb::DeleteMessageRequest { caller_id: caller.user_id, message_id };
+    state.messages.clone().delete_message(request).await.map_err(messages_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
