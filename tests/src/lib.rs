@@ -1,8 +1,18 @@
-//! Helpers for cross-service tests: a real deployment on port 0 (auth over a
-//! fresh MariaDB database, the gateway in front of it) and an HTTP client.
+//! Helpers for cross-service tests: the distributed deployment on port 0 —
+//! auth, chat-metadata and message-store over a fresh MariaDB database, the
+//! real NATS server with a subject prefix of its own, and gateways in front —
+//! and an HTTP client.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
+use chat_proto::{
+    auth::auth_service_client::AuthServiceClient, messages::message_store_service_client::MessageStoreServiceClient,
+    metadata::chat_metadata_service_client::ChatMetadataServiceClient,
+};
+use tonic::transport::Channel;
+
+use event_bus::{EventPublisher, NatsBus, Subjects};
+use gateway::config::ServiceUrls;
 use secrecy::SecretString;
 use sql_pool::{Backend, testing::TestDatabase};
 use tokio::sync::watch;
@@ -10,13 +20,30 @@ use url::Url;
 
 pub const SECRET: &str = "cross-service-test-secret-0123456789";
 
+/// The NATS server tests use: `TEST_NATS_URL`, default `nats://127.0.0.1:4222`.
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A subject prefix no other test uses.
+pub fn unique_prefix(name: &str) -> String {
+    format!("test-{name}-{}-{:x}", std::process::id(), next_number())
+}
+
+fn next_number() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A running deployment; everything stops when it is dropped.
 pub struct TestDeployment {
     pub base_url: String,
     pub http: reqwest::Client,
-    pub auth_addr: SocketAddr,
+    pub services: ServiceUrls,
+    pub subjects: Subjects,
+    pub bus: NatsBus,
+    pub db: TestDatabase,
     stop: watch::Sender<bool>,
-    _db: TestDatabase,
 }
 
 impl Drop for TestDeployment {
@@ -25,41 +52,77 @@ impl Drop for TestDeployment {
     }
 }
 
-fn until(stop: &watch::Sender<bool>) -> impl Future<Output = ()> + Send + 'static {
+/// A future that completes when `stop` says so.
+pub fn until(stop: &watch::Sender<bool>) -> impl Future<Output = ()> + Send + 'static {
     let mut stopped = stop.subscribe();
     async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     }
 }
 
-/// Auth on a fresh MariaDB database and a gateway in front of it, both on port 0.
+fn url_of(addr: SocketAddr) -> Url {
+    Url::parse(&format!("http://{addr}")).expect("a URL")
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("an address")
+}
+
+/// Every service as its own server on port 0, over one fresh MariaDB database and real NATS.
 pub async fn spawn_deployment() -> TestDeployment {
+    spawn_deployment_on(Backend::MySql).await
+}
+
+/// Every service as its own server on port 0, over a fresh database of this backend and real NATS.
+pub async fn spawn_deployment_on(backend: Backend) -> TestDeployment {
     telemetry::init_for_tests();
-    let db = TestDatabase::new(Backend::MySql, "gateway");
+    let db = TestDatabase::new(backend, "deploy");
     let (stop, _) = watch::channel(false);
-    let mut auth_settings =
-        auth::Settings::from_env_with(db.url.clone(), SecretString::from(SECRET)).expect("auth settings");
-    auth_settings.grpc_addr = "127.0.0.1:0".parse().expect("an address");
-    let auth = auth::Application::build(auth_settings)
+    let subjects = Subjects::new(unique_prefix("deploy")).expect("a valid prefix");
+    let bus = NatsBus::connect(&nats_url(), "chat-tests").await.expect("NATS is reachable (tests/run.sh starts it)");
+    let events = EventPublisher::new(Arc::new(bus.clone()), subjects.clone());
+
+    let mut settings = auth::Settings::from_env_with(db.url.clone(), SecretString::from(SECRET)).expect("settings");
+    settings.grpc_addr = loopback();
+    let auth = auth::Application::build(settings)
         .await
         .unwrap_or_else(|error| panic!("cannot start auth on MariaDB ({}): {error:#}", db.url));
-    let auth_addr = auth.local_addr();
+    let auth_url = url_of(auth.local_addr());
     tokio::spawn(auth.run_until_stopped(until(&stop)));
-    let gateway = spawn_gateway(auth_addr, &stop).await;
+
+    let mut settings = chat_metadata::Settings::from_env_with(db.url.clone()).expect("settings");
+    settings.grpc_addr = loopback();
+    settings.auth_url = auth_url.clone();
+    let metadata = chat_metadata::Application::build(settings, events.clone()).await.expect("chat-metadata starts");
+    let metadata_url = url_of(metadata.local_addr());
+    tokio::spawn(metadata.run_until_stopped(until(&stop)));
+
+    let mut settings =
+        message_store::Settings::from_env_with(db.url.clone(), message_store::ContentBackend::Sql).expect("settings");
+    settings.grpc_addr = loopback();
+    settings.metadata_url = metadata_url.clone();
+    let messages = message_store::Application::build(settings, events).await.expect("message-store starts");
+    let messages_url = url_of(messages.local_addr());
+    tokio::spawn(messages.run_until_stopped(until(&stop)));
+
+    let services = ServiceUrls { auth: auth_url, metadata: metadata_url, messages: messages_url };
+    let gateway = spawn_gateway(services.clone(), &stop).await;
     TestDeployment {
         base_url: format!("http://{gateway}"),
         http: reqwest::Client::new(),
-        auth_addr,
+        services,
+        subjects,
+        bus,
+        db,
         stop,
-        _db: db,
     }
 }
 
-/// A gateway on port 0 that reaches auth at `auth_addr`; it stops with `stop`.
-pub async fn spawn_gateway(auth_addr: SocketAddr, stop: &watch::Sender<bool>) -> SocketAddr {
-    let auth_url = Url::parse(&format!("http://{auth_addr}")).expect("a URL");
-    let mut settings = gateway::Settings::from_env_with(SecretString::from(SECRET), Some(auth_url)).expect("settings");
-    settings.http_addr = "127.0.0.1:0".parse().expect("an address");
+/// A gateway on port 0 in front of these services; it stops with `stop`.
+pub async fn spawn_gateway(services: ServiceUrls, stop: &watch::Sender<bool>) -> SocketAddr {
+    let mut settings = gateway::Settings::from_env_with(SecretString::from(SECRET)).expect("settings");
+    settings.http_addr = loopback();
+    settings.services = services;
     let gateway = gateway::Application::build(settings).await.expect("gateway starts");
     let addr = gateway.local_addr();
     tokio::spawn(gateway.run_until_stopped(until(stop)));
@@ -81,9 +144,9 @@ impl TestDeployment {
         format!("{}{path}", self.base_url)
     }
 
-    /// A gateway of this deployment stopped later than the rest: a second replica.
+    /// Another gateway replica in front of the same services.
     pub async fn another_gateway(&self) -> String {
-        format!("http://{}", spawn_gateway(self.auth_addr, &self.stop).await)
+        format!("http://{}", spawn_gateway(self.services.clone(), &self.stop).await)
     }
 
     /// Registers and logs in a user whose name starts with `prefix`.
@@ -108,5 +171,97 @@ impl TestDeployment {
             password,
             token: token["access_token"].as_str().expect("a token").to_owned(),
         }
+    }
+}
+
+/// Runs an async test body once on MariaDB and once on SQLite.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn on_mariadb() {
+                super::$name(sql_pool::Backend::MySql).await;
+            }
+
+            #[tokio::test]
+            async fn on_sqlite() {
+                super::$name(sql_pool::Backend::Sqlite).await;
+            }
+        }
+    };
+}
+
+impl TestDeployment {
+    async fn channel(url: &Url) -> Channel {
+        Channel::from_shared(url.to_string()).expect("a URI").connect().await.expect("the service accepts connections")
+    }
+
+    /// A gRPC client of the auth service.
+    pub async fn auth(&self) -> AuthServiceClient<Channel> {
+        AuthServiceClient::new(Self::channel(&self.services.auth).await)
+    }
+
+    /// A gRPC client of the chat-metadata service.
+    pub async fn metadata(&self) -> ChatMetadataServiceClient<Channel> {
+        ChatMetadataServiceClient::new(Self::channel(&self.services.metadata).await)
+    }
+
+    /// A gRPC client of the message-store service.
+    pub async fn messages(&self) -> MessageStoreServiceClient<Channel> {
+        MessageStoreServiceClient::new(Self::channel(&self.services.messages).await)
+    }
+
+    /// Subscribes to a chat's events subject on the real NATS server.
+    pub async fn chat_events(&self, chat_id: i64) -> futures::stream::BoxStream<'static, chat_proto::events::ChatEvent> {
+        use event_bus::Bus as _;
+        use futures::StreamExt as _;
+        use prost::Message as _;
+        let subscription = self.bus.subscribe(self.subjects.events(chat_id)).await.expect("subscribed");
+        self.bus.flush().await.expect("flushed");
+        subscription.filter_map(|payload| async move { chat_proto::events::ChatEvent::decode(payload).ok() }).boxed()
+    }
+}
+
+impl TestDeployment {
+    /// Registers users straight through auth's gRPC (faster than logging in): their ids.
+    pub async fn register_many(&self, prefix: &str, count: usize) -> Vec<i64> {
+        let auth = self.auth().await;
+        let registrations = (0..count).map(|_| {
+            let mut auth = auth.clone();
+            let name = format!("{prefix}{}", next_number());
+            async move {
+                let request = chat_proto::auth::RegisterRequest {
+                    username: name.clone(),
+                    email: format!("{name}@example.com"),
+                    password: "password-123".into(),
+                    full_name: None,
+                };
+                auth.register(request).await.expect("registered").into_inner().id
+            }
+        });
+        futures::future::join_all(registrations).await
+    }
+}
+
+impl TestDeployment {
+    /// Reads a chat's `is_active` straight from the database.
+    pub async fn db_chat_is_active(&self, chat_id: i64) -> bool {
+        use sqlx::Row as _;
+        let db = sql_pool::Db::connect(&self.db.url, &sql_pool::PoolSettings::default()).await.expect("the database");
+        let row = sqlx::query("SELECT is_active FROM chats WHERE id = ?").bind(chat_id).fetch_one(&db.pool).await.expect("the chat");
+        row.try_get::<i64, _>("is_active").expect("a flag") != 0
+    }
+
+    /// How many rows of the SQL content store hold this content id.
+    pub async fn db_content_rows(&self, content_like: &str) -> i64 {
+        use sqlx::Row as _;
+        let db = sql_pool::Db::connect(&self.db.url, &sql_pool::PoolSettings::default()).await.expect("the database");
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM message_contents WHERE content = ?")
+            .bind(content_like.to_owned())
+            .fetch_one(&db.pool)
+            .await
+            .expect("a count");
+        row.try_get("n").expect("a number")
     }
 }

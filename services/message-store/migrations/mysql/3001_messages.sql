@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS message_contents (
     message_id    CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
     chat_id       BIGINT   NOT NULL,
     sender_id     BIGINT   NOT NULL,
-    content       TEXT     NOT NULL,
+    -- VARCHAR, not TEXT: sqlx::Any reads MySQL TEXT as bytes. 10,000 characters fit.
+    content       VARCHAR(10000) NOT NULL,
     timestamp_ms  BIGINT   NOT NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
