@@ -156,8 +156,20 @@ impl Db {
             Backend::Sqlite => sqlite,
         };
         migrator.set_ignore_missing(true);
-        migrator.run(&self.pool).await?;
-        Ok(())
+        // Services sharing a database start together; a migration another one is
+        // applying right now looks "dirty" for a moment (seen on MariaDB despite
+        // the migrator's advisory lock), so wait for it rather than fail.
+        let mut attempts = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Err(sqlx::migrate::MigrateError::Dirty(version)) if attempts < 40 => {
+                    attempts += 1;
+                    tracing::info!(version, "another service is applying a migration; waiting");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                result => return result.map_err(DbError::from),
+            }
+        }
     }
 
     /// The INSERT statement with what this backend needs to report the new row's id
