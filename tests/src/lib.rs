@@ -106,7 +106,7 @@ pub async fn spawn_deployment_on(backend: Backend) -> TestDeployment {
     tokio::spawn(messages.run_until_stopped(until(&stop)));
 
     let services = ServiceUrls { auth: auth_url, metadata: metadata_url, messages: messages_url };
-    let gateway = spawn_gateway(services.clone(), &stop).await;
+    let gateway = spawn_gateway(services.clone(), &subjects, &stop).await;
     TestDeployment {
         base_url: format!("http://{gateway}"),
         http: reqwest::Client::new(),
@@ -118,12 +118,14 @@ pub async fn spawn_deployment_on(backend: Backend) -> TestDeployment {
     }
 }
 
-/// A gateway on port 0 in front of these services; it stops with `stop`.
-pub async fn spawn_gateway(services: ServiceUrls, stop: &watch::Sender<bool>) -> SocketAddr {
+/// A gateway on port 0 in front of these services, on its own connection to
+/// the real NATS server; it stops with `stop`.
+pub async fn spawn_gateway(services: ServiceUrls, subjects: &Subjects, stop: &watch::Sender<bool>) -> SocketAddr {
     let mut settings = gateway::Settings::from_env_with(SecretString::from(SECRET)).expect("settings");
     settings.http_addr = loopback();
     settings.services = services;
-    let gateway = gateway::Application::build(settings).await.expect("gateway starts");
+    let bus = NatsBus::connect(&nats_url(), "gateway").await.expect("NATS is reachable");
+    let gateway = gateway::Application::build(settings, Arc::new(bus), subjects.clone()).await.expect("gateway starts");
     let addr = gateway.local_addr();
     tokio::spawn(gateway.run_until_stopped(until(stop)));
     addr
@@ -146,7 +148,7 @@ impl TestDeployment {
 
     /// Another gateway replica in front of the same services.
     pub async fn another_gateway(&self) -> String {
-        format!("http://{}", spawn_gateway(self.services.clone(), &self.stop).await)
+        format!("http://{}", spawn_gateway(self.services.clone(), &self.subjects, &self.stop).await)
     }
 
     /// Registers and logs in a user whose name starts with `prefix`.

@@ -40,6 +40,11 @@ pub trait Bus: Send + Sync + 'static {
     async fn subscribe(&self, subject: String) -> Result<Subscription, BusError>;
     /// Waits until what was published so far has left this process.
     async fn flush(&self) -> Result<(), BusError>;
+    /// Counts the reconnections after an outage (subscribers may have missed
+    /// messages meanwhile); `None` for a bus that cannot lose its connection.
+    fn reconnections(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// The subject names of one deployment (its prefix keeps deployments and tests apart).
@@ -77,6 +82,26 @@ impl Subjects {
     /// Typing indicators of one chat.
     pub fn typing(&self, chat_id: i64) -> String {
         format!("{}.chat.{chat_id}.typing", self.prefix)
+    }
+
+    /// Presence changes of one chat, per gateway replica.
+    pub fn presence(&self, chat_id: i64) -> String {
+        format!("{}.chat.{chat_id}.presence", self.prefix)
+    }
+
+    /// Gateway replicas' heartbeats.
+    pub fn heartbeat(&self) -> String {
+        format!("{}.gateway.heartbeat", self.prefix)
+    }
+
+    /// Questions about who is online, answered by every gateway replica.
+    pub fn presence_query(&self) -> String {
+        format!("{}.presence.query", self.prefix)
+    }
+
+    /// A subject for the answers to one question.
+    pub fn reply(&self, token: &str) -> String {
+        format!("{}.presence.reply.{token}", self.prefix)
     }
 }
 

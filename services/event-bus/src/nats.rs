@@ -10,27 +10,39 @@ use crate::{Bus, BusError, Subscription};
 #[derive(Clone)]
 pub struct NatsBus {
     client: async_nats::Client,
+    reconnections: tokio::sync::watch::Receiver<u64>,
 }
 
 impl NatsBus {
     /// Connects to `url`; keeps retrying in the background when NATS is down
     /// at start-up, and reconnects by itself after an outage.
     pub async fn connect(url: &str, name: &str) -> Result<Self, BusError> {
+        let (reconnected, reconnections) = tokio::sync::watch::channel(0_u64);
+        let reconnected = std::sync::Arc::new(reconnected);
+        let connected_before = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let client = async_nats::ConnectOptions::new()
             .name(name)
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("connected to NATS"),
-                    async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
-                    other => tracing::debug!(event = %other, "NATS event"),
+            .event_callback(move |event| {
+                let (reconnected, connected_before) = (reconnected.clone(), connected_before.clone());
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("connected to NATS");
+                            if connected_before.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                                reconnected.send_modify(|count| *count += 1);
+                            }
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                        other => tracing::debug!(event = %other, "NATS event"),
+                    }
                 }
             })
             .connect(url)
             .await
             .map_err(|error| BusError::Unavailable(error.to_string()))?;
-        Ok(Self { client })
+        Ok(Self { client, reconnections })
     }
 
     /// The underlying client (JetStream, connection state).
@@ -58,5 +70,9 @@ impl Bus for NatsBus {
 
     async fn flush(&self) -> Result<(), BusError> {
         self.client.flush().await.map_err(|error| BusError::Unavailable(error.to_string()))
+    }
+
+    fn reconnections(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.reconnections.clone())
     }
 }

@@ -39,6 +39,9 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// `DEBUG`: more detail in logs (never in responses).
     pub debug: bool,
+    /// This replica's name in stats and presence: `GATEWAY_REPLICA`, else the
+    /// host name (the pod name on Kubernetes) with a random suffix.
+    pub replica: String,
 }
 
 impl Settings {
@@ -58,6 +61,12 @@ impl Settings {
             services: ServiceUrls::from_env()?,
             tokens: TokenSettings::from_env(secret)?,
             debug: env_config::flag("DEBUG", false)?,
+            replica: env_config::string("GATEWAY_REPLICA").unwrap_or_else(default_replica_name),
         })
     }
+}
+
+fn default_replica_name() -> String {
+    let host = env_config::string("HOSTNAME").unwrap_or_else(|| "gateway".into());
+    format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])
 }

@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod ws;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -11,7 +11,11 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let result = async { gateway::Application::build(settings).await?.run_until_stopped(shutdown::signal()).await };
+    let result = async {
+        let (bus, subjects) = event_bus::nats_from_env("gateway").await?;
+        let app = gateway::Application::build(settings, std::sync::Arc::new(bus), subjects).await?;
+        app.run_until_stopped(shutdown::signal()).await
+    };
     match result.await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -46,6 +46,8 @@ const PUBLIC_PATHS: &[&str] = &["/", "/health", "/ready", "/api/v1/info", "/api/
         routes::messages::history,
         routes::messages::edit,
         routes::messages::delete,
+        crate::ws::stats,
+        crate::ws::online,
     ),
     components(schemas(
         error::ErrorBody,
@@ -64,6 +66,8 @@ const PUBLIC_PATHS: &[&str] = &["/", "/health", "/ready", "/api/v1/info", "/api/
         (name = "users", description = "Registration, login, profiles, search"),
         (name = "chats", description = "Direct and group chats, participants, admins"),
         (name = "messages", description = "Sending, history, edits, deletes"),
+        (name = "websocket", description = "Live delivery: `GET /api/v1/ws/{chat_id}?token=JWT[&after=ID]` \
+            (WebSocket, see the README), presence and connection stats"),
     )
 )]
 pub struct ApiDoc;

@@ -1,6 +1,8 @@
 //! Builds the gateway (router, layers, listener) and serves it until shutdown.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use event_bus::{Bus, Subjects};
 
 use access_token::TokenVerifier;
 use anyhow::Context;
@@ -20,6 +22,7 @@ use crate::{
     extract::MAX_BODY_BYTES,
     routes::{chats, messages, system, users},
     state::AppState,
+    ws,
 };
 
 /// The whole HTTP surface of the gateway.
@@ -40,7 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/chats/{chat_id}/participants/{user_id}", put(chats::set_admin))
         .route("/api/v1/messages/", post(messages::send))
         .route("/api/v1/messages/chat/{chat_id}", get(messages::history))
-        .route("/api/v1/messages/{message_id}", put(messages::edit).delete(messages::delete));
+        .route("/api/v1/messages/{message_id}", put(messages::edit).delete(messages::delete))
+        .route("/api/v1/ws/stats", get(ws::stats))
+        .route("/api/v1/ws/chat/{chat_id}/online", get(ws::online))
+        .route("/api/v1/ws/{chat_id}", get(ws::connect));
     Router::new()
         .route("/", get(system::root))
         .route("/health", get(system::health))
@@ -68,8 +74,11 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let state = AppState::new(&settings.services, TokenVerifier::new(&settings.tokens))?;
+    /// Binds the listener and starts the WebSocket hub on `bus` (NATS in the
+    /// distributed deployment, in-process in the standalone binary).
+    pub async fn build(settings: Settings, bus: Arc<dyn Bus>, subjects: Subjects) -> anyhow::Result<Self> {
+        let verifier = TokenVerifier::new(&settings.tokens);
+        let state = AppState::new(&settings.services, verifier, settings.replica.clone(), bus, subjects).await?;
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on HOST:PORT={}", settings.http_addr))?;

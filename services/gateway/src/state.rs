@@ -7,7 +7,11 @@ use chat_proto::{
 };
 use tonic::transport::Channel;
 
-use crate::config::ServiceUrls;
+use std::sync::Arc;
+
+use event_bus::{Bus, Subjects};
+
+use crate::{config::ServiceUrls, ws::hub::Hub};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -16,16 +20,25 @@ pub struct AppState {
     pub messages: MessageStoreServiceClient<Channel>,
     channels: [(&'static str, Channel); 3],
     pub verifier: TokenVerifier,
+    pub hub: Hub,
 }
 
 impl AppState {
     /// Clients for every service; they connect lazily, so the gateway starts
     /// while a service is down and answers 503 until it is back.
-    pub fn new(urls: &ServiceUrls, verifier: TokenVerifier) -> anyhow::Result<Self> {
+    pub async fn new(
+        urls: &ServiceUrls,
+        verifier: TokenVerifier,
+        replica: String,
+        bus: Arc<dyn Bus>,
+        subjects: Subjects,
+    ) -> anyhow::Result<Self> {
         let auth = grpc_channel::lazy(&urls.auth)?;
         let metadata = grpc_channel::lazy(&urls.metadata)?;
         let messages = grpc_channel::lazy(&urls.messages)?;
+        let hub = Hub::start(replica, bus, subjects, MessageStoreServiceClient::new(messages.clone())).await?;
         Ok(Self {
+            hub,
             auth: AuthServiceClient::new(auth.clone()),
             metadata: ChatMetadataServiceClient::new(metadata.clone()),
             messages: MessageStoreServiceClient::new(messages.clone()),

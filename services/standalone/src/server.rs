@@ -24,7 +24,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    let events = EventPublisher::new(Arc::new(LocalBus::new()), settings.subjects);
+    let bus: Arc<dyn event_bus::Bus> = Arc::new(LocalBus::new());
+    let events = EventPublisher::new(bus.clone(), settings.subjects.clone());
 
     let auth = auth::Application::build(settings.auth).await?;
     let auth_url = url_of(auth.local_addr())?;
@@ -41,7 +42,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
 
     let mut gateway_settings = settings.gateway;
     gateway_settings.services = gateway::config::ServiceUrls { auth: auth_url, metadata: metadata_url, messages: messages_url };
-    let gateway = gateway::Application::build(gateway_settings).await?;
+    let gateway = gateway::Application::build(gateway_settings, bus, settings.subjects).await?;
     let address = gateway.local_addr();
     tracing::info!(url = %format!("http://{address}"), docs = %format!("http://{address}/docs"), "chat server ready");
 

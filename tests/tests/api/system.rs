@@ -67,7 +67,8 @@ async fn auth_down_is_503_and_the_gateway_recovers_when_it_comes_back() {
         metadata: url(free_port().await),
         messages: url(free_port().await),
     };
-    let gateway = format!("http://{}", spawn_gateway(services, &stop).await);
+    let subjects = event_bus::Subjects::new(chat_tests::unique_prefix("outage")).unwrap();
+    let gateway = format!("http://{}", spawn_gateway(services, &subjects, &stop).await);
     let http = reqwest::Client::new();
 
     let health = http.get(format!("{gateway}/health")).send().await.unwrap();

@@ -1,0 +1,698 @@
+//! The replica's WebSocket hub: one room per chat with at least one local
+//! socket, each holding one subscription to the chat's bus subjects and
+//! fanning events out to its sockets through bounded queues.
+//!
+//! - **Order.** A room delivers `new_message` in `seq` order, each once: a
+//!   message ahead of a gap waits briefly, then the room backfills the gap
+//!   from message-store (also after the bus reconnects).
+//! - **Presence.** Each replica announces a user's first and last local socket
+//!   of a chat on the chat's presence subject, heartbeats on
+//!   `<prefix>.gateway.heartbeat`, and answers "who is online" questions. A
+//!   replica whose heartbeats stop is taken as gone, and its users as offline.
+//! - **Typing** goes over the bus too; a start with no stop expires after 10 s.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use chat_proto::{
+    events::{ChatEvent, PresenceAnswer, PresenceEvent, PresenceQuery, ReplicaHeartbeat, TypingEvent, chat_event::Kind},
+    messages::{self as messages_pb, GetHistoryRequest, get_history_request::Cursor, message_store_service_client::MessageStoreServiceClient},
+};
+use event_bus::{Bus, Subjects, Subscription, now_ms};
+use futures::StreamExt;
+use prost::Message as _;
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tonic::transport::Channel;
+
+use super::frames::ServerFrame;
+use crate::models::{Message, timestamp};
+
+/// How many frames a socket may have queued before it counts as too slow (closed with 1013).
+pub const SOCKET_QUEUE: usize = 256;
+/// A typing start with no stop ends after this long.
+pub const TYPING_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a message after a gap waits for the gap to fill before the room backfills.
+const GAP_WAIT: Duration = Duration::from_millis(250);
+/// How often rooms look at typing deadlines and gaps.
+const TICK: Duration = Duration::from_millis(100);
+/// How often a replica says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A replica not heard of for this long is gone.
+const REPLICA_TIMEOUT: Duration = Duration::from_secs(7);
+/// How long a presence question waits for the replicas' answers.
+const QUERY_WAIT: Duration = Duration::from_millis(500);
+
+/// Close codes.
+pub const CLOSE_NOT_PARTICIPANT: u16 = 4403;
+pub const CLOSE_TOO_SLOW: u16 = 1013;
+
+/// What a socket's queue carries: frames serialized once for every socket.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Frame(Arc<str>),
+    /// A `new_message` frame, with its id so that the socket drops what it already sent.
+    Message { id: i64, json: Arc<str> },
+}
+
+struct SocketHandle {
+    user_id: i64,
+    queue: mpsc::Sender<Outbound>,
+    close: watch::Sender<Option<u16>>,
+}
+
+/// A socket's end of its registration in a room.
+pub struct Registration {
+    pub socket_id: u64,
+    pub queue: mpsc::Receiver<Outbound>,
+    /// Becomes `Some(code)` when the hub closes the socket.
+    pub close: watch::Receiver<Option<u16>>,
+}
+
+#[derive(Default)]
+struct Order {
+    last_id: i64,
+    last_seq: Option<i64>,
+    pending: BTreeMap<i64, messages_pb::Message>,
+    gap_since: Option<Instant>,
+}
+
+struct Room {
+    chat_id: i64,
+    sockets: Mutex<HashMap<u64, SocketHandle>>,
+    order: tokio::sync::Mutex<Order>,
+    /// Who is online in the chat, and on which replicas (this one included).
+    presence: Mutex<HashMap<i64, HashSet<String>>>,
+    typing: Mutex<HashMap<i64, Instant>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Counts of one replica, for `/api/v1/ws/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalStats {
+    pub connections: usize,
+    pub users: usize,
+    pub chats: usize,
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    replica: String,
+    bus: Arc<dyn Bus>,
+    subjects: Subjects,
+    messages: MessageStoreServiceClient<Channel>,
+    rooms: tokio::sync::Mutex<HashMap<i64, Arc<Room>>>,
+    next_socket: AtomicU64,
+    /// Other replicas: their last heartbeat's connection count and when it came.
+    replicas: Mutex<HashMap<String, (i64, Instant)>>,
+    background: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in self.background.lock().map(|mut tasks| std::mem::take(&mut *tasks)).unwrap_or_default() {
+            task.abort();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Room {
+    /// Queues a frame on every socket (but those of `except_user`); a full queue closes its socket.
+    fn broadcast(&self, outbound: &Outbound, except_user: Option<i64>) {
+        let sockets = lock(&self.sockets);
+        for handle in sockets.values() {
+            if Some(handle.user_id) == except_user {
+                continue;
+            }
+            if handle.queue.try_send(outbound.clone()).is_err() {
+                let _ = handle.close.send(Some(CLOSE_TOO_SLOW));
+            }
+        }
+    }
+
+    fn broadcast_frame(&self, frame: &ServerFrame, except_user: Option<i64>) {
+        self.broadcast(&Outbound::Frame(frame.to_json().into()), except_user);
+    }
+
+    fn has_local_user(&self, user_id: i64) -> bool {
+        lock(&self.sockets).values().any(|handle| handle.user_id == user_id)
+    }
+
+    fn local_users(&self) -> Vec<i64> {
+        let users: HashSet<i64> = lock(&self.sockets).values().map(|handle| handle.user_id).collect();
+        users.into_iter().collect()
+    }
+
+    /// Marks `user_id` online (or not) on `replica`; announces a change of the
+    /// cluster-wide state to the other users' sockets.
+    fn set_presence(&self, user_id: i64, replica: &str, online: bool, at_ms: i64) {
+        let changed = {
+            let mut presence = lock(&self.presence);
+            let replicas = presence.entry(user_id).or_default();
+            let was_online = !replicas.is_empty();
+            if online {
+                replicas.insert(replica.to_owned());
+            } else {
+                replicas.remove(replica);
+            }
+            let is_online = !replicas.is_empty();
+            if !is_online {
+                presence.remove(&user_id);
+            }
+            was_online != is_online
+        };
+        if changed {
+            let (chat_id, timestamp) = (self.chat_id, timestamp(at_ms));
+            let frame = if online {
+                ServerFrame::UserJoined { user_id, chat_id, timestamp }
+            } else {
+                ServerFrame::UserLeft { user_id, chat_id, timestamp }
+            };
+            self.broadcast_frame(&frame, Some(user_id));
+        }
+    }
+
+    /// Whether the room has a `new_message` to deliver now, in order; delivers it.
+    fn deliver(&self, order: &mut Order, message: messages_pb::Message) {
+        order.last_id = order.last_id.max(message.id);
+        order.last_seq = Some(message.seq);
+        let chat_id = message.chat_id;
+        let id = message.id;
+        let json = ServerFrame::NewMessage { chat_id, message: Message::from(message) }.to_json();
+        self.broadcast(&Outbound::Message { id, json: json.into() }, None);
+    }
+
+    /// Takes a message from the bus: delivers it and whatever it unblocks, or holds it behind a gap.
+    fn accept(&self, order: &mut Order, message: messages_pb::Message) {
+        if message.id <= order.last_id {
+            return;
+        }
+        match order.last_seq {
+            Some(last) if message.seq <= last => {}
+            Some(last) if message.seq > last + 1 => {
+                order.gap_since.get_or_insert_with(Instant::now);
+                order.pending.insert(message.seq, message);
+            }
+            _ => {
+                self.deliver(order, message);
+                self.drain(order);
+            }
+        }
+    }
+
+    /// Delivers the held messages that follow on now.
+    fn drain(&self, order: &mut Order) {
+        while let Some(last) = order.last_seq {
+            let Some(entry) = order.pending.first_entry() else { break };
+            if *entry.key() <= last {
+                entry.remove();
+            } else if *entry.key() == last + 1 {
+                let message = entry.remove();
+                self.deliver(order, message);
+            } else {
+                break;
+            }
+        }
+        order.gap_since = if order.pending.is_empty() { None } else { Some(Instant::now()) };
+    }
+}
+
+impl Hub {
+    /// A hub for this replica; starts its heartbeat and its answering of presence questions.
+    pub async fn start(
+        replica: String,
+        bus: Arc<dyn Bus>,
+        subjects: Subjects,
+        messages: MessageStoreServiceClient<Channel>,
+    ) -> anyhow::Result<Self> {
+        let hub = Self {
+            inner: Arc::new(Inner {
+                replica,
+                bus,
+                subjects,
+                messages,
+                rooms: tokio::sync::Mutex::new(HashMap::new()),
+                next_socket: AtomicU64::new(1),
+                replicas: Mutex::new(HashMap::new()),
+                background: Mutex::new(Vec::new()),
+            }),
+        };
+        let heartbeats = hub.inner.bus.subscribe(hub.inner.subjects.heartbeat()).await?;
+        let queries = hub.inner.bus.subscribe(hub.inner.subjects.presence_query()).await?;
+        let _ = hub.inner.bus.flush().await;
+        let weak = Arc::downgrade(&hub.inner);
+        let heartbeat_task = tokio::spawn(heartbeat_loop(weak.clone(), heartbeats));
+        let answer_task = tokio::spawn(answer_loop(weak, queries));
+        lock(&hub.inner.background).extend([heartbeat_task, answer_task]);
+        hub.publish_heartbeat().await;
+        Ok(hub)
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
+    }
+
+    async fn publish_heartbeat(&self) {
+        self.inner.publish_heartbeat().await;
+    }
+
+    /// Registers a socket of `user_id` in the chat's room (subscribing the room
+    /// to the bus first if it is new). Events published from now on reach it.
+    pub async fn join(&self, chat_id: i64, user_id: i64) -> anyhow::Result<Registration> {
+        let room = self.room(chat_id, user_id).await?;
+        let socket_id = self.inner.next_socket.fetch_add(1, Ordering::Relaxed);
+        let (queue_tx, queue) = mpsc::channel(SOCKET_QUEUE);
+        let (close_tx, close) = watch::channel(None);
+        let first_of_user = !room.has_local_user(user_id);
+        lock(&room.sockets).insert(socket_id, SocketHandle { user_id, queue: queue_tx, close: close_tx });
+        if first_of_user {
+            let at_ms = now_ms();
+            room.set_presence(user_id, &self.inner.replica, true, at_ms);
+            self.inner.publish_presence(chat_id, user_id, true, at_ms).await;
+        }
+        Ok(Registration { socket_id, queue, close })
+    }
+
+    async fn room(&self, chat_id: i64, user_id: i64) -> anyhow::Result<Arc<Room>> {
+        let mut rooms = self.inner.rooms.lock().await;
+        if let Some(room) = rooms.get(&chat_id) {
+            return Ok(room.clone());
+        }
+        let subjects = &self.inner.subjects;
+        let bus = &self.inner.bus;
+        let events = bus.subscribe(subjects.events(chat_id)).await?;
+        let typing = bus.subscribe(subjects.typing(chat_id)).await?;
+        let presence = bus.subscribe(subjects.presence(chat_id)).await?;
+        let _ = bus.flush().await;
+        let room = Arc::new(Room {
+            chat_id,
+            sockets: Mutex::new(HashMap::new()),
+            order: tokio::sync::Mutex::new(Order::default()),
+            presence: Mutex::new(HashMap::new()),
+            typing: Mutex::new(HashMap::new()),
+            task: Mutex::new(None),
+        });
+        let task = tokio::spawn(room_loop(Arc::downgrade(&self.inner), room.clone(), user_id, events, typing, presence));
+        *lock(&room.task) = Some(task);
+        rooms.insert(chat_id, room.clone());
+        Ok(room)
+    }
+
+    /// Takes a socket out of its room (it closed, or the hub closed it).
+    pub async fn leave(&self, chat_id: i64, socket_id: u64) {
+        let mut rooms = self.inner.rooms.lock().await;
+        let Some(room) = rooms.get(&chat_id).cloned() else { return };
+        let removed = lock(&room.sockets).remove(&socket_id);
+        if let Some(handle) = removed {
+            if !room.has_local_user(handle.user_id) {
+                let at_ms = now_ms();
+                room.set_presence(handle.user_id, &self.inner.replica, false, at_ms);
+                self.inner.publish_presence(chat_id, handle.user_id, false, at_ms).await;
+            }
+        }
+        if lock(&room.sockets).is_empty() {
+            rooms.remove(&chat_id);
+            if let Some(task) = lock(&room.task).take() {
+                task.abort();
+            }
+        }
+    }
+
+    /// Publishes a typing change for the chat's other users, on every replica.
+    pub async fn typing(&self, chat_id: i64, user_id: i64, started: bool) {
+        let event = TypingEvent { chat_id, user_id, started, at_ms: now_ms() };
+        let subject = self.inner.subjects.typing(chat_id);
+        if let Err(error) = self.inner.bus.publish(subject, Bytes::from(event.encode_to_vec())).await {
+            tracing::debug!(%error, "cannot publish a typing event");
+        }
+    }
+
+    /// Queues a frame for one socket only (pong, error, an idempotent send's original).
+    pub async fn send_to(&self, chat_id: i64, socket_id: u64, outbound: Outbound) {
+        let rooms = self.inner.rooms.lock().await;
+        if let Some(handle) = rooms.get(&chat_id).and_then(|room| lock(&room.sockets).get(&socket_id).map(|h| h.queue.clone())) {
+            let _ = handle.try_send(outbound);
+        }
+    }
+
+    /// This replica's live connections, distinct users and chats.
+    pub async fn local_stats(&self) -> LocalStats {
+        let rooms = self.inner.rooms.lock().await;
+        let mut users = HashSet::new();
+        let mut connections = 0;
+        for room in rooms.values() {
+            let sockets = lock(&room.sockets);
+            connections += sockets.len();
+            users.extend(sockets.values().map(|handle| handle.user_id));
+        }
+        LocalStats { connections, users: users.len(), chats: rooms.len() }
+    }
+
+    /// The cluster's connections (this replica's now, the others' at their last
+    /// heartbeat) and how many replicas are alive.
+    pub async fn cluster_stats(&self) -> (i64, i64) {
+        let own = self.local_stats().await.connections as i64;
+        let others = self.inner.live_replicas();
+        (own + others.values().sum::<i64>(), 1 + others.len() as i64)
+    }
+
+    /// Users with a live socket to the chat on any replica.
+    pub async fn online(&self, chat_id: i64) -> Vec<i64> {
+        let mut users: HashSet<i64> = self.inner.local_users(chat_id).await.into_iter().collect();
+        for (_, remote) in self.inner.ask_replicas(chat_id).await {
+            users.extend(remote);
+        }
+        let mut users: Vec<i64> = users.into_iter().collect();
+        users.sort_unstable();
+        users
+    }
+}
+
+impl Inner {
+    async fn publish(&self, subject: String, payload: Vec<u8>) {
+        if let Err(error) = self.bus.publish(subject.clone(), Bytes::from(payload)).await {
+            tracing::debug!(%error, subject, "cannot publish");
+        }
+    }
+
+    async fn publish_heartbeat(&self) {
+        let connections = {
+            let rooms = self.rooms.lock().await;
+            rooms.values().map(|room| lock(&room.sockets).len() as i64).sum()
+        };
+        let beat = ReplicaHeartbeat { replica: self.replica.clone(), connections, at_ms: now_ms() };
+        self.publish(self.subjects.heartbeat(), beat.encode_to_vec()).await;
+    }
+
+    async fn publish_presence(&self, chat_id: i64, user_id: i64, online: bool, at_ms: i64) {
+        let event = PresenceEvent { chat_id, user_id, online, replica: self.replica.clone(), at_ms };
+        self.publish(self.subjects.presence(chat_id), event.encode_to_vec()).await;
+    }
+
+    fn live_replicas(&self) -> HashMap<String, i64> {
+        let replicas = lock(&self.replicas);
+        replicas
+            .iter()
+            .filter(|(_, (_, seen))| seen.elapsed() < REPLICA_TIMEOUT)
+            .map(|(name, (connections, _))| (name.clone(), *connections))
+            .collect()
+    }
+
+    async fn local_users(&self, chat_id: i64) -> Vec<i64> {
+        let rooms = self.rooms.lock().await;
+        rooms.get(&chat_id).map(|room| room.local_users()).unwrap_or_default()
+    }
+
+    /// Asks every other replica who is online in the chat; waits for the
+    /// replicas known alive, at most [`QUERY_WAIT`].
+    async fn ask_replicas(&self, chat_id: i64) -> HashMap<String, Vec<i64>> {
+        let mut answers = HashMap::new();
+        let expected: HashSet<String> = self.live_replicas().into_keys().collect();
+        if expected.is_empty() {
+            return answers;
+        }
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let reply_subject = self.subjects.reply(&token);
+        let Ok(mut replies) = self.bus.subscribe(reply_subject.clone()).await else { return answers };
+        let _ = self.bus.flush().await;
+        let query = PresenceQuery { chat_id, reply_subject };
+        self.publish(self.subjects.presence_query(), query.encode_to_vec()).await;
+        let deadline = tokio::time::Instant::now() + QUERY_WAIT;
+        while !expected.iter().all(|replica| answers.contains_key(replica)) {
+            match tokio::time::timeout_at(deadline, replies.next()).await {
+                Ok(Some(payload)) => {
+                    if let Ok(answer) = PresenceAnswer::decode(payload) {
+                        if answer.replica != self.replica {
+                            answers.insert(answer.replica, answer.user_ids);
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        answers
+    }
+
+    /// The room's starting point: the chat's newest message now.
+    async fn baseline(&self, room: &Room, caller_id: i64) {
+        let request = GetHistoryRequest { caller_id, chat_id: room.chat_id, limit: 1, cursor: None };
+        match self.messages.clone().get_history(request).await {
+            Ok(page) => {
+                let mut order = room.order.lock().await;
+                if let Some(newest) = page.into_inner().messages.pop() {
+                    order.last_id = newest.id;
+                    order.last_seq = Some(newest.seq);
+                } else {
+                    order.last_seq = Some(0);
+                }
+            }
+            Err(status) => tracing::warn!(chat_id = room.chat_id, code = ?status.code(), "no history baseline; taking the bus as it comes"),
+        }
+    }
+
+    /// Fetches what the room missed since the last message it delivered.
+    async fn backfill(&self, room: &Room) {
+        let Some(caller_id) = room.local_users().first().copied() else { return };
+        let mut order = room.order.lock().await;
+        loop {
+            let request = GetHistoryRequest {
+                caller_id,
+                chat_id: room.chat_id,
+                limit: 100,
+                cursor: Some(Cursor::AfterId(order.last_id)),
+            };
+            let page = match self.messages.clone().get_history(request).await {
+                Ok(page) => page.into_inner(),
+                Err(status) => {
+                    tracing::warn!(chat_id = room.chat_id, code = ?status.code(), "backfill failed; will retry");
+                    order.gap_since = Some(Instant::now());
+                    return;
+                }
+            };
+            for message in page.messages {
+                if message.id > order.last_id && order.last_seq.is_none_or(|last| message.seq > last) {
+                    room.deliver(&mut order, message);
+                }
+            }
+            if !page.has_more {
+                break;
+            }
+        }
+        room.drain(&mut order);
+    }
+
+    async fn on_chat_event(&self, room: &Room, event: ChatEvent) {
+        let (chat_id, timestamp) = (event.chat_id, timestamp(event.at_ms));
+        match event.kind {
+            Some(Kind::NewMessage(message)) => {
+                let mut order = room.order.lock().await;
+                room.accept(&mut order, message);
+            }
+            Some(Kind::MessageEdited(message)) => {
+                room.broadcast_frame(&ServerFrame::MessageEdited { chat_id, message: message.into() }, None);
+            }
+            Some(Kind::MessageDeleted(deleted)) => {
+                let frame = ServerFrame::MessageDeleted { chat_id, message_id: deleted.message_id, timestamp };
+                room.broadcast_frame(&frame, None);
+            }
+            Some(Kind::ParticipantAdded(change)) => {
+                let frame = ServerFrame::ParticipantAdded { user_id: change.user_id, by_user_id: change.by_user_id, chat_id, timestamp };
+                room.broadcast_frame(&frame, None);
+            }
+            Some(Kind::ParticipantRemoved(change)) => {
+                let frame = ServerFrame::ParticipantRemoved { user_id: change.user_id, by_user_id: change.by_user_id, chat_id, timestamp };
+                room.broadcast_frame(&frame, None);
+                // Their sockets hear that much, then nothing more: out of the room, closed with 4403.
+                let had_local = {
+                    let mut sockets = lock(&room.sockets);
+                    let before = sockets.len();
+                    sockets.retain(|_, handle| {
+                        let stays = handle.user_id != change.user_id;
+                        if !stays {
+                            let _ = handle.close.send(Some(CLOSE_NOT_PARTICIPANT));
+                        }
+                        stays
+                    });
+                    sockets.len() < before
+                };
+                if had_local {
+                    room.set_presence(change.user_id, &self.replica, false, now_ms());
+                    self.publish_presence(chat_id, change.user_id, false, now_ms()).await;
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn on_typing(&self, room: &Room, event: TypingEvent) {
+        let (user_id, chat_id, timestamp) = (event.user_id, event.chat_id, timestamp(event.at_ms));
+        let was_typing = if event.started {
+            lock(&room.typing).insert(user_id, Instant::now() + TYPING_TIMEOUT).is_some()
+        } else {
+            lock(&room.typing).remove(&user_id).is_some()
+        };
+        let frame = if event.started {
+            ServerFrame::TypingStarted { user_id, chat_id, timestamp }
+        } else if was_typing {
+            ServerFrame::TypingStopped { user_id, chat_id, timestamp }
+        } else {
+            return;
+        };
+        room.broadcast_frame(&frame, Some(user_id));
+    }
+
+    fn expire_typing(&self, room: &Room) {
+        let now = Instant::now();
+        let expired: Vec<i64> = {
+            let mut typing = lock(&room.typing);
+            let expired = typing.iter().filter(|(_, deadline)| **deadline <= now).map(|(user, _)| *user).collect::<Vec<_>>();
+            for user in &expired {
+                typing.remove(user);
+            }
+            expired
+        };
+        for user_id in expired {
+            let frame = ServerFrame::TypingStopped { user_id, chat_id: room.chat_id, timestamp: timestamp(now_ms()) };
+            room.broadcast_frame(&frame, Some(user_id));
+        }
+    }
+}
+
+async fn room_loop(
+    hub: std::sync::Weak<Inner>,
+    room: Arc<Room>,
+    first_user: i64,
+    mut events: Subscription,
+    mut typing: Subscription,
+    mut presence: Subscription,
+) {
+    let Some(inner) = hub.upgrade() else { return };
+    // The baseline first (events wait in the subscription): messages before it
+    // were sent before anyone here listened.
+    inner.baseline(&room, first_user).await;
+    // Who else is online already (no announcement: they were there before us).
+    for (replica, users) in inner.ask_replicas(room.chat_id).await {
+        let mut known = lock(&room.presence);
+        for user in users {
+            known.entry(user).or_default().insert(replica.clone());
+        }
+    }
+    let mut reconnections = inner.bus.reconnections();
+    drop(inner);
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        let reconnected = async {
+            match reconnections.as_mut() {
+                Some(receiver) => receiver.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(payload) = events.next() => {
+                let Some(inner) = hub.upgrade() else { return };
+                match ChatEvent::decode(payload) {
+                    Ok(event) => inner.on_chat_event(&room, event).await,
+                    Err(error) => tracing::warn!(%error, "an undecodable chat event"),
+                }
+            }
+            Some(payload) = typing.next() => {
+                let Some(inner) = hub.upgrade() else { return };
+                if let Ok(event) = TypingEvent::decode(payload) {
+                    inner.on_typing(&room, event);
+                }
+            }
+            Some(payload) = presence.next() => {
+                let Some(inner) = hub.upgrade() else { return };
+                if let Ok(event) = PresenceEvent::decode(payload) {
+                    if event.replica != inner.replica {
+                        room.set_presence(event.user_id, &event.replica, event.online, event.at_ms);
+                    }
+                }
+            }
+            true = reconnected => {
+                let Some(inner) = hub.upgrade() else { return };
+                tracing::info!(chat_id = room.chat_id, "the bus reconnected: backfilling");
+                inner.backfill(&room).await;
+            }
+            _ = tick.tick() => {
+                let Some(inner) = hub.upgrade() else { return };
+                inner.expire_typing(&room);
+                let gap = room.order.lock().await.gap_since.is_some_and(|since| since.elapsed() >= GAP_WAIT);
+                if gap {
+                    inner.backfill(&room).await;
+                }
+            }
+        }
+    }
+}
+
+async fn heartbeat_loop(hub: std::sync::Weak<Inner>, mut heartbeats: Subscription) {
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            Some(payload) = heartbeats.next() => {
+                let Some(inner) = hub.upgrade() else { return };
+                let Ok(heartbeat) = ReplicaHeartbeat::decode(payload) else { continue };
+                if heartbeat.replica == inner.replica {
+                    continue;
+                }
+                let known = lock(&inner.replicas).insert(heartbeat.replica.clone(), (heartbeat.connections, Instant::now())).is_some();
+                if !known {
+                    // A replica new to us: tell it about us at once.
+                    tracing::info!(replica = heartbeat.replica, "a gateway replica joined");
+                    inner.publish_heartbeat().await;
+                }
+            }
+            _ = beat.tick() => {
+                let Some(inner) = hub.upgrade() else { return };
+                inner.publish_heartbeat().await;
+                let gone: Vec<String> = {
+                    let mut replicas = lock(&inner.replicas);
+                    let gone = replicas.iter().filter(|(_, (_, seen))| seen.elapsed() >= REPLICA_TIMEOUT).map(|(name, _)| name.clone()).collect::<Vec<_>>();
+                    for name in &gone {
+                        replicas.remove(name);
+                    }
+                    gone
+                };
+                if !gone.is_empty() {
+                    let rooms: Vec<Arc<Room>> = inner.rooms.lock().await.values().cloned().collect();
+                    for replica in gone {
+                        tracing::warn!(replica, "a gateway replica is gone; its users are offline");
+                        for room in &rooms {
+                            let users: Vec<i64> = lock(&room.presence).iter().filter(|(_, on)| on.contains(&replica)).map(|(user, _)| *user).collect();
+                            for user in users {
+                                room.set_presence(user, &replica, false, now_ms());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn answer_loop(hub: std::sync::Weak<Inner>, mut queries: Subscription) {
+    while let Some(payload) = queries.next().await {
+        let Some(inner) = hub.upgrade() else { return };
+        let Ok(query) = PresenceQuery::decode(payload) else { continue };
+        let answer = PresenceAnswer { replica: inner.replica.clone(), chat_id: query.chat_id, user_ids: inner.local_users(query.chat_id).await };
+        inner.publish(query.reply_subject, answer.encode_to_vec()).await;
+    }
+}

@@ -1,0 +1,264 @@
+//! One WebSocket connection: authenticate, check membership, replay `after`,
+//! then serve frames both ways until either side closes.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
+use chat_proto::{
+    messages::{GetHistoryRequest, get_history_request::Cursor},
+    metadata::CheckMembershipRequest,
+};
+use futures::{SinkExt, StreamExt, stream::SplitSink};
+
+use super::{
+    frames::{ClientFrame, ErrorCode, FrameError, ServerFrame, parse_client_frame},
+    hub::{Outbound, Registration},
+};
+use crate::{
+    error::ApiError,
+    extract::AuthUser,
+    models::{Message, timestamp},
+    routes::messages::send_as,
+    state::AppState,
+};
+
+/// How often an idle connection is pinged.
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_INTERNAL: u16 = 1011;
+pub const CLOSE_TRY_AGAIN: u16 = 1013;
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+pub const CLOSE_FORBIDDEN: u16 = 4403;
+pub const CLOSE_NOT_FOUND: u16 = 4404;
+
+/// What the upgrade request carried.
+#[derive(Debug)]
+pub struct ConnectRequest {
+    pub chat_id: i64,
+    pub token: Option<String>,
+    /// `after` as given (checked once the socket is open, as the contract says).
+    pub after: Option<String>,
+}
+
+type Sink = SplitSink<WebSocket, WsMessage>;
+
+async fn close(sink: &mut Sink, code: u16, reason: &str) {
+    let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+    let _ = sink.send(WsMessage::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}
+
+async fn send_text(sink: &mut Sink, json: &str) -> bool {
+    sink.send(WsMessage::Text(Utf8Bytes::from(json))).await.is_ok()
+}
+
+/// Who may connect, or the close code that says why not.
+async fn admit(state: &AppState, request: &ConnectRequest) -> Result<(AuthUser, Option<i64>), (u16, &'static str)> {
+    let token = request.token.as_deref().ok_or((CLOSE_UNAUTHORIZED, "missing token"))?;
+    let caller = AuthUser::from_token(state, token).map_err(|_| (CLOSE_UNAUTHORIZED, "invalid or expired token"))?;
+    let after = match &request.after {
+        None => None,
+        Some(raw) => Some(raw.parse::<i64>().ok().filter(|after| *after >= 0).ok_or((CLOSE_POLICY, "after must be a non-negative integer"))?),
+    };
+    let membership = state
+        .metadata
+        .clone()
+        .check_membership(CheckMembershipRequest { chat_id: request.chat_id, user_id: caller.user_id })
+        .await
+        .map_err(|_| (CLOSE_TRY_AGAIN, "chat service unavailable"))?
+        .into_inner();
+    if !membership.chat_exists {
+        return Err((CLOSE_NOT_FOUND, "no such chat"));
+    }
+    if !membership.is_participant {
+        return Err((CLOSE_FORBIDDEN, "not a participant"));
+    }
+    Ok((caller, after))
+}
+
+/// Serves one connection to its end.
+pub async fn serve(socket: WebSocket, state: AppState, request: ConnectRequest) {
+    let (mut sink, mut stream) = socket.split();
+    let (caller, after) = match admit(&state, &request).await {
+        Ok(admitted) => admitted,
+        Err((code, reason)) => return close(&mut sink, code, reason).await,
+    };
+    let chat_id = request.chat_id;
+    // Subscribe first, then replay, then go live: nothing falls between.
+    let registration = match state.hub.join(chat_id, caller.user_id).await {
+        Ok(registration) => registration,
+        Err(error) => {
+            tracing::warn!(%error, chat_id, "cannot join the chat's room");
+            return close(&mut sink, CLOSE_TRY_AGAIN, "bus unavailable").await;
+        }
+    };
+    let socket_id = registration.socket_id;
+    let outcome = run(&state, &caller, chat_id, after, registration, &mut sink, &mut stream).await;
+    state.hub.leave(chat_id, socket_id).await;
+    if let Some((code, reason)) = outcome {
+        close(&mut sink, code, reason).await;
+    }
+}
+
+/// Replays the messages after `after`; the id of the last one sent.
+async fn replay(state: &AppState, caller: &AuthUser, chat_id: i64, after: i64, sink: &mut Sink) -> Result<i64, (u16, &'static str)> {
+    let mut last_id = after;
+    loop {
+        let request = GetHistoryRequest { caller_id: caller.user_id, chat_id, limit: 100, cursor: Some(Cursor::AfterId(last_id)) };
+        let page = state.messages.clone().get_history(request).await.map_err(|_| (CLOSE_TRY_AGAIN, "history unavailable"))?.into_inner();
+        for message in page.messages {
+            last_id = message.id;
+            let json = ServerFrame::NewMessage { chat_id, message: Message::from(message) }.to_json();
+            if !send_text(sink, &json).await {
+                return Err((CLOSE_INTERNAL, "send failed"));
+            }
+        }
+        if !page.has_more {
+            return Ok(last_id);
+        }
+    }
+}
+
+/// The connection's life; `Some(close)` when the server ends it.
+async fn run(
+    state: &AppState,
+    caller: &AuthUser,
+    chat_id: i64,
+    after: Option<i64>,
+    registration: Registration,
+    sink: &mut Sink,
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+) -> Option<(u16, &'static str)> {
+    let Registration { socket_id, mut queue, mut close } = registration;
+    let mut last_message_id = match after {
+        Some(after) => match replay(state, caller, chat_id, after, sink).await {
+            Ok(last) => last,
+            Err(refusal) => return Some(refusal),
+        },
+        None => 0,
+    };
+    let expires_in = Duration::from_secs(u64::try_from(caller.expires_at - event_bus::now_ms() / 1000).unwrap_or(0));
+    let expiry = tokio::time::sleep(expires_in);
+    tokio::pin!(expiry);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    loop {
+        tokio::select! {
+            outbound = queue.recv() => {
+                let Some(outbound) = outbound else {
+                    // The hub let go of this socket: it says why on `close`.
+                    return Some(match *close.borrow() {
+                        Some(CLOSE_FORBIDDEN) => (CLOSE_FORBIDDEN, "no longer a participant"),
+                        Some(code) => (code, "too slow: the client could not keep up"),
+                        None => (CLOSE_INTERNAL, "room closed"),
+                    });
+                };
+                if !write(sink, outbound, &mut last_message_id).await {
+                    return None;
+                }
+            }
+            changed = close.changed() => {
+                let code = if changed.is_ok() { *close.borrow() } else { None };
+                match code {
+                    Some(CLOSE_FORBIDDEN) => {
+                        // What was queued before the removal (its participant_removed frame) goes out first.
+                        while let Ok(outbound) = queue.try_recv() {
+                            write(sink, outbound, &mut last_message_id).await;
+                        }
+                        return Some((CLOSE_FORBIDDEN, "no longer a participant"));
+                    }
+                    Some(code) => return Some((code, "too slow: the client could not keep up")),
+                    None => {}
+                }
+            }
+            incoming = stream.next() => {
+                match incoming {
+                    Some(Ok(WsMessage::Text(text))) => {
+                        if let Some(reply) = handle(state, caller, chat_id, text.as_str()).await {
+                            state.hub.send_to(chat_id, socket_id, reply).await;
+                        }
+                    }
+                    Some(Ok(WsMessage::Binary(_))) => {
+                        let error = FrameError::new(ErrorCode::BadFrame, "frames are JSON text, not binary", None);
+                        state.hub.send_to(chat_id, socket_id, Outbound::Frame(error.into_frame().to_json().into())).await;
+                    }
+                    Some(Ok(WsMessage::Close(_))) | None => return None,
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => {
+                        let text = error.to_string();
+                        if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
+                            return Some((CLOSE_TOO_BIG, "frame larger than 64 KiB"));
+                        }
+                        tracing::debug!(%error, "websocket read failed");
+                        return None;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
+                    return None;
+                }
+            }
+            () = &mut expiry => return Some((CLOSE_UNAUTHORIZED, "token expired")),
+        }
+    }
+}
+
+/// Writes one queued frame; drops a `new_message` already sent (replay overlap). False when the peer is gone.
+async fn write(sink: &mut Sink, outbound: Outbound, last_message_id: &mut i64) -> bool {
+    match outbound {
+        Outbound::Message { id, json } => {
+            if id <= *last_message_id {
+                return true;
+            }
+            *last_message_id = id;
+            send_text(sink, &json).await
+        }
+        Outbound::Frame(json) => send_text(sink, &json).await,
+    }
+}
+
+/// Acts on one client frame; what to send back to this socket only, if anything.
+async fn handle(state: &AppState, caller: &AuthUser, chat_id: i64, text: &str) -> Option<Outbound> {
+    let frame = match parse_client_frame(text, chat_id) {
+        Ok(frame) => frame,
+        Err(error) => return Some(Outbound::Frame(error.into_frame().to_json().into())),
+    };
+    match frame {
+        ClientFrame::Ping => {
+            let pong = ServerFrame::Pong { chat_id, timestamp: timestamp(event_bus::now_ms()) };
+            Some(Outbound::Frame(pong.to_json().into()))
+        }
+        ClientFrame::Typing { started } => {
+            state.hub.typing(chat_id, caller.user_id, started).await;
+            None
+        }
+        ClientFrame::Message { content, client_msg_id } => {
+            match send_as(state, caller, chat_id, content, client_msg_id.clone()).await {
+                // A new message comes back through the bus, like everyone's; a
+                // replayed idempotent send is not broadcast, so it is answered here.
+                Ok((_, true)) => None,
+                Ok((message, false)) => {
+                    let id = message.id;
+                    let json: Arc<str> = ServerFrame::NewMessage { chat_id, message: message.into() }.to_json().into();
+                    Some(Outbound::Message { id, json })
+                }
+                Err(error) => {
+                    let code = match &error {
+                        ApiError::Validation(_) | ApiError::BadRequest(_) | ApiError::PayloadTooLarge { .. } => ErrorCode::Validation,
+                        ApiError::Forbidden(_) | ApiError::NotFound(_) | ApiError::Unauthorized(_) => ErrorCode::Forbidden,
+                        ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+                        _ => ErrorCode::Unavailable,
+                    };
+                    let detail = match &error {
+                        ApiError::Validation(errors) => errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+                        ApiError::Internal(_) => "internal error".to_owned(),
+                        other => other.to_string(),
+                    };
+                    Some(Outbound::Frame(FrameError::new(code, detail, client_msg_id).into_frame().to_json().into()))
+                }
+            }
+        }
+    }
+}
