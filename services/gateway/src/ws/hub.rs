@@ -49,6 +49,8 @@ const TICK: Duration = Duration::from_millis(100);
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// A replica not heard of for this long is gone.
 const REPLICA_TIMEOUT: Duration = Duration::from_secs(7);
+/// How long a new room waits for the chat's newest message.
+const BASELINE_WAIT: Duration = Duration::from_secs(2);
 /// How long a presence question waits for the replicas' answers.
 const QUERY_WAIT: Duration = Duration::from_millis(500);
 
@@ -309,7 +311,11 @@ impl Hub {
             typing: Mutex::new(HashMap::new()),
             task: Mutex::new(None),
         });
-        let task = tokio::spawn(room_loop(Arc::downgrade(&self.inner), room.clone(), user_id, events, typing, presence));
+        // The baseline, before the first socket counts as live: what was sent
+        // until now is history (a client asks for it with `after`), what comes
+        // later is delivered.
+        self.inner.baseline(&room, user_id).await;
+        let task = tokio::spawn(room_loop(Arc::downgrade(&self.inner), room.clone(), events, typing, presence));
         *lock(&room.task) = Some(task);
         rooms.insert(chat_id, room.clone());
         Ok(room)
@@ -453,7 +459,8 @@ impl Inner {
     /// The room's starting point: the chat's newest message now.
     async fn baseline(&self, room: &Room, caller_id: i64) {
         let request = GetHistoryRequest { caller_id, chat_id: room.chat_id, limit: 1, cursor: None };
-        match self.messages.clone().get_history(request).await {
+        let newest = tokio::time::timeout(BASELINE_WAIT, self.messages.clone().get_history(request)).await;
+        match newest.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("baseline"))) {
             Ok(page) => {
                 let mut order = room.order.lock().await;
                 if let Some(newest) = page.into_inner().messages.pop() {
@@ -578,15 +585,11 @@ impl Inner {
 async fn room_loop(
     hub: std::sync::Weak<Inner>,
     room: Arc<Room>,
-    first_user: i64,
     mut events: Subscription,
     mut typing: Subscription,
     mut presence: Subscription,
 ) {
     let Some(inner) = hub.upgrade() else { return };
-    // The baseline first (events wait in the subscription): messages before it
-    // were sent before anyone here listened.
-    inner.baseline(&room, first_user).await;
     // Who else is online already (no announcement: they were there before us).
     for (replica, users) in inner.ask_replicas(room.chat_id).await {
         let mut known = lock(&room.presence);
