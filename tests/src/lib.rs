@@ -3,6 +3,8 @@
 //! real NATS server with a subject prefix of its own, and gateways in front —
 //! and an HTTP client.
 
+pub mod ws;
+
 use std::{net::SocketAddr, sync::Arc};
 
 use chat_proto::{
@@ -42,6 +44,7 @@ pub struct TestDeployment {
     pub services: ServiceUrls,
     pub subjects: Subjects,
     pub bus: NatsBus,
+    pub nats_url: String,
     pub db: TestDatabase,
     stop: watch::Sender<bool>,
 }
@@ -75,11 +78,17 @@ pub async fn spawn_deployment() -> TestDeployment {
 
 /// Every service as its own server on port 0, over a fresh database of this backend and real NATS.
 pub async fn spawn_deployment_on(backend: Backend) -> TestDeployment {
+    spawn_deployment_with(backend, &nats_url()).await
+}
+
+/// Every service as its own server on port 0, over a fresh database of this
+/// backend and the NATS server at `nats_url`.
+pub async fn spawn_deployment_with(backend: Backend, nats_url: &str) -> TestDeployment {
     telemetry::init_for_tests();
     let db = TestDatabase::new(backend, "deploy");
     let (stop, _) = watch::channel(false);
     let subjects = Subjects::new(unique_prefix("deploy")).expect("a valid prefix");
-    let bus = NatsBus::connect(&nats_url(), "chat-tests").await.expect("NATS is reachable (tests/run.sh starts it)");
+    let bus = NatsBus::connect(nats_url, "chat-tests").await.expect("NATS is reachable (tests/run.sh starts it)");
     let events = EventPublisher::new(Arc::new(bus.clone()), subjects.clone());
 
     let mut settings = auth::Settings::from_env_with(db.url.clone(), SecretString::from(SECRET)).expect("settings");
@@ -106,8 +115,9 @@ pub async fn spawn_deployment_on(backend: Backend) -> TestDeployment {
     tokio::spawn(messages.run_until_stopped(until(&stop)));
 
     let services = ServiceUrls { auth: auth_url, metadata: metadata_url, messages: messages_url };
-    let gateway = spawn_gateway(services.clone(), &subjects, &stop).await;
+    let gateway = spawn_gateway_on(services.clone(), &subjects, nats_url, &stop).await;
     TestDeployment {
+        nats_url: nats_url.to_owned(),
         base_url: format!("http://{gateway}"),
         http: reqwest::Client::new(),
         services,
@@ -121,10 +131,20 @@ pub async fn spawn_deployment_on(backend: Backend) -> TestDeployment {
 /// A gateway on port 0 in front of these services, on its own connection to
 /// the real NATS server; it stops with `stop`.
 pub async fn spawn_gateway(services: ServiceUrls, subjects: &Subjects, stop: &watch::Sender<bool>) -> SocketAddr {
+    spawn_gateway_on(services, subjects, &nats_url(), stop).await
+}
+
+/// A gateway on port 0 on the NATS server at `nats_url`.
+pub async fn spawn_gateway_on(
+    services: ServiceUrls,
+    subjects: &Subjects,
+    nats_url: &str,
+    stop: &watch::Sender<bool>,
+) -> SocketAddr {
     let mut settings = gateway::Settings::from_env_with(SecretString::from(SECRET)).expect("settings");
     settings.http_addr = loopback();
     settings.services = services;
-    let bus = NatsBus::connect(&nats_url(), "gateway").await.expect("NATS is reachable");
+    let bus = NatsBus::connect(nats_url, "gateway").await.expect("NATS is reachable");
     let gateway = gateway::Application::build(settings, Arc::new(bus), subjects.clone()).await.expect("gateway starts");
     let addr = gateway.local_addr();
     tokio::spawn(gateway.run_until_stopped(until(stop)));
@@ -148,7 +168,7 @@ impl TestDeployment {
 
     /// Another gateway replica in front of the same services.
     pub async fn another_gateway(&self) -> String {
-        format!("http://{}", spawn_gateway(self.services.clone(), &self.subjects, &self.stop).await)
+        format!("http://{}", spawn_gateway_on(self.services.clone(), &self.subjects, &self.nats_url, &self.stop).await)
     }
 
     /// Registers and logs in a user whose name starts with `prefix`.
@@ -265,5 +285,115 @@ impl TestDeployment {
             .await
             .expect("a count");
         row.try_get("n").expect("a number")
+    }
+}
+
+impl TestDeployment {
+    /// A gateway replica as a process of its own (the built `gateway` binary), so a test can kill it.
+    pub fn gateway_process(&self, replica: &str) -> GatewayProcess {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let binary = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").join("gateway");
+        assert!(binary.exists(), "{} is missing: build it first (tests/run.sh does: cargo build --workspace --bins)", binary.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port();
+        let child = std::process::Command::new(binary)
+            .env_clear()
+            .env("SECRET_KEY", SECRET)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("AUTH_GRPC_URL", self.services.auth.as_str())
+            .env("METADATA_GRPC_URL", self.services.metadata.as_str())
+            .env("MESSAGES_GRPC_URL", self.services.messages.as_str())
+            .env("NATS_URL", &self.nats_url)
+            .env("NATS_SUBJECT_PREFIX", self.subjects.prefix())
+            .env("GATEWAY_REPLICA", replica)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the gateway binary starts");
+        GatewayProcess { child, base_url: format!("http://127.0.0.1:{port}") }
+    }
+}
+
+/// A gateway running as a child process; killed when dropped.
+pub struct GatewayProcess {
+    child: std::process::Child,
+    pub base_url: String,
+}
+
+impl GatewayProcess {
+    /// Waits until it answers `/health` with 200.
+    pub async fn ready(&self) {
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if http.get(format!("{}/health", self.base_url)).send().await.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the gateway process at {} never became healthy", self.base_url);
+    }
+
+    /// SIGKILL: no goodbye to its clients, no last heartbeat.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `nats-server` of the test's own, on a free port, that the test may stop and restart.
+pub struct NatsProcess {
+    child: Option<std::process::Child>,
+    pub port: u16,
+}
+
+impl NatsProcess {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port();
+        let mut nats = Self { child: None, port };
+        nats.restart();
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server is on the PATH (tests/run.sh checks)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for NatsProcess {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -1,0 +1,215 @@
+//! Two gateway replicas on real NATS: delivery across replicas exactly once
+//! and in seq order, presence across replicas, a replica killed mid-stream,
+//! and the bus restarted mid-stream.
+
+use std::{collections::HashSet, time::Duration};
+
+use chat_tests::{
+    NatsProcess, TestDeployment, TestUser, spawn_deployment, spawn_deployment_with,
+    ws::{ChatSocket, Closed},
+};
+use serde_json::{Value, json};
+use sql_pool::Backend;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn group(app: &TestDeployment, base_url: &str, owner: &TestUser, members: &[&TestUser]) -> i64 {
+    let ids: Vec<i64> = members.iter().map(|member| member.id).collect();
+    let body = json!({"chat_type": "group", "name": "cluster", "participant_ids": ids});
+    let response = app.http.post(format!("{base_url}/api/v1/chats/")).bearer_auth(&owner.token).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
+async fn send(app: &TestDeployment, base_url: &str, sender: &TestUser, chat_id: i64, content: &str) -> Value {
+    let body = json!({"chat_id": chat_id, "content": content});
+    let response = app.http.post(format!("{base_url}/api/v1/messages/")).bearer_auth(&sender.token).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    response.json().await.unwrap()
+}
+
+/// Reads `new_message` frames until `count` arrived (or `wait` passed); their (id, seq).
+async fn collect(socket: &mut ChatSocket, count: usize, wait: Duration) -> Vec<(i64, i64)> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut received = Vec::new();
+    while received.len() < count {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match socket.expect("new_message", left).await {
+            Ok(frame) => received.push((frame["message"]["id"].as_i64().unwrap(), frame["message"]["seq"].as_i64().unwrap())),
+            Err(_) => break,
+        }
+    }
+    received
+}
+
+fn assert_exactly_once_in_order(received: &[(i64, i64)], count: usize, who: &str) {
+    let seqs: Vec<i64> = received.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(seqs, (1..=count as i64).collect::<Vec<_>>(), "{who}: every message once, in seq order");
+    let ids: HashSet<i64> = received.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), count, "{who}: no duplicate ids");
+}
+
+#[tokio::test]
+async fn messages_sent_on_either_replica_reach_every_socket_once_in_seq_order() {
+    let app = spawn_deployment().await;
+    let (a, b) = (app.base_url.clone(), app.another_gateway().await);
+    let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
+    let chat_id = group(&app, &a, &alice, &[&bob, &carol]).await;
+    let mut sockets = vec![
+        ChatSocket::connect_ready(&a, chat_id, &alice.token, None).await.unwrap(),
+        ChatSocket::connect_ready(&b, chat_id, &bob.token, None).await.unwrap(),
+        ChatSocket::connect_ready(&a, chat_id, &carol.token, None).await.unwrap(),
+        ChatSocket::connect_ready(&b, chat_id, &carol.token, None).await.unwrap(),
+    ];
+    const EACH: usize = 20;
+    let senders = [(&a, &alice), (&b, &bob)].map(|(base, sender)| {
+        let app = &app;
+        async move {
+            for n in 0..EACH {
+                send(app, base, sender, chat_id, &format!("{} {n}", sender.username)).await;
+            }
+        }
+    });
+    futures::future::join_all(senders).await;
+    for (n, socket) in sockets.iter_mut().enumerate() {
+        let received = collect(socket, 2 * EACH, WAIT).await;
+        assert_exactly_once_in_order(&received, 2 * EACH, &format!("socket {n}"));
+        assert!(socket.expect("new_message", Duration::from_millis(300)).await.is_err(), "nothing more");
+    }
+}
+
+async fn online(app: &TestDeployment, base_url: &str, user: &TestUser, chat_id: i64) -> Vec<i64> {
+    let url = format!("{base_url}/api/v1/ws/chat/{chat_id}/online");
+    let body: Value = app.http.get(url).bearer_auth(&user.token).send().await.unwrap().json().await.unwrap();
+    let mut ids: Vec<i64> = body["online_user_ids"].as_array().unwrap().iter().filter_map(Value::as_i64).collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[tokio::test]
+async fn presence_and_typing_cross_replicas() {
+    let app = spawn_deployment().await;
+    let (a, b) = (app.base_url.clone(), app.another_gateway().await);
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let chat_id = group(&app, &a, &alice, &[&bob]).await;
+    let mut alice_socket = ChatSocket::connect_ready(&a, chat_id, &alice.token, None).await.unwrap();
+    let mut bob_socket = ChatSocket::connect_ready(&b, chat_id, &bob.token, None).await.unwrap();
+
+    let joined = alice_socket.expect("user_joined", WAIT).await.unwrap();
+    assert_eq!(joined["user_id"], bob.id);
+    let mut both = vec![alice.id, bob.id];
+    both.sort_unstable();
+    assert_eq!(online(&app, &a, &alice, chat_id).await, both, "replica A sees B's user");
+    assert_eq!(online(&app, &b, &bob, chat_id).await, both, "replica B sees A's user");
+
+    let stats: Value = app.http.get(format!("{b}/api/v1/ws/stats")).bearer_auth(&bob.token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["connections"], 1);
+    assert_eq!(stats["cluster"]["replicas"], 2, "{stats}");
+
+    bob_socket.send(&json!({"type": "typing", "content": "start"})).await.unwrap();
+    assert_eq!(alice_socket.expect("typing_started", WAIT).await.unwrap()["user_id"], bob.id);
+    bob_socket.send(&json!({"type": "typing", "content": "stop"})).await.unwrap();
+    assert_eq!(alice_socket.expect("typing_stopped", WAIT).await.unwrap()["user_id"], bob.id);
+
+    bob_socket.close().await;
+    assert_eq!(alice_socket.expect("user_left", WAIT).await.unwrap()["user_id"], bob.id);
+    assert_eq!(online(&app, &a, &alice, chat_id).await, vec![alice.id]);
+}
+
+#[tokio::test]
+async fn clients_of_a_killed_replica_resume_on_the_other_exactly_once() {
+    let app = spawn_deployment().await;
+    let survivor = app.base_url.clone();
+    let mut doomed = app.gateway_process("doomed");
+    doomed.ready().await;
+    let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
+    let chat_id = group(&app, &survivor, &alice, &[&bob, &carol]).await;
+    let mut clients = Vec::new();
+    for user in [&bob, &carol] {
+        clients.push((user, ChatSocket::connect_ready(&doomed.base_url, chat_id, &user.token, None).await.unwrap()));
+    }
+    const TOTAL: usize = 60;
+    let sender = async {
+        for n in 0..TOTAL {
+            send(&app, &survivor, &alice, chat_id, &format!("m{n}")).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        doomed.kill();
+    };
+    let readers = clients.into_iter().map(|(user, mut socket)| {
+        let survivor = survivor.clone();
+        async move {
+            let mut received: Vec<(i64, i64)> = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while received.len() < TOTAL && tokio::time::Instant::now() < deadline {
+                match socket.expect("new_message", Duration::from_secs(5)).await {
+                    Ok(frame) => received.push((frame["message"]["id"].as_i64().unwrap(), frame["message"]["seq"].as_i64().unwrap())),
+                    Err(Some(Closed::Dropped | Closed::Code(_))) => {
+                        // The replica is gone: resume on the other one after the last message seen.
+                        let after = received.last().map_or(0, |(id, _)| *id);
+                        socket = ChatSocket::connect_ready(&survivor, chat_id, &user.token, Some(after)).await.unwrap();
+                    }
+                    Err(None) => break,
+                }
+            }
+            (user.username.clone(), received)
+        }
+    });
+    let (_, _, results) = tokio::join!(sender, killer, futures::future::join_all(readers));
+    for (who, received) in results {
+        assert_exactly_once_in_order(&received, TOTAL, &who);
+    }
+}
+
+#[tokio::test]
+async fn a_killed_replicas_users_go_offline_within_seconds() {
+    let app = spawn_deployment().await;
+    let survivor = app.base_url.clone();
+    let mut doomed = app.gateway_process("doomed-presence");
+    doomed.ready().await;
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let chat_id = group(&app, &survivor, &alice, &[&bob]).await;
+    let mut alice_socket = ChatSocket::connect_ready(&survivor, chat_id, &alice.token, None).await.unwrap();
+    let _bob_socket = ChatSocket::connect_ready(&doomed.base_url, chat_id, &bob.token, None).await.unwrap();
+    assert_eq!(alice_socket.expect("user_joined", WAIT).await.unwrap()["user_id"], bob.id);
+
+    doomed.kill();
+    let left = alice_socket.expect("user_left", Duration::from_secs(12)).await.expect("user_left once the replica's heartbeats stop");
+    assert_eq!(left["user_id"], bob.id);
+    assert_eq!(online(&app, &survivor, &alice, chat_id).await, vec![alice.id]);
+}
+
+#[tokio::test]
+async fn a_bus_restart_mid_stream_loses_no_message() {
+    let mut nats = NatsProcess::start();
+    let app = spawn_deployment_with(Backend::MySql, &nats.url()).await;
+    let (a, b) = (app.base_url.clone(), app.another_gateway().await);
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let chat_id = group(&app, &a, &alice, &[&bob]).await;
+    let mut sockets = vec![
+        ChatSocket::connect_ready(&a, chat_id, &bob.token, None).await.unwrap(),
+        ChatSocket::connect_ready(&b, chat_id, &bob.token, None).await.unwrap(),
+        ChatSocket::connect_ready(&b, chat_id, &alice.token, None).await.unwrap(),
+    ];
+    const TOTAL: usize = 60;
+    let sender = async {
+        for n in 0..TOTAL {
+            send(&app, &a, &alice, chat_id, &format!("m{n}")).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let restart = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        nats.stop();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        nats.restart();
+    };
+    let readers = sockets.iter_mut().map(|socket| collect(socket, TOTAL, Duration::from_secs(30)));
+    let (_, _, results) = tokio::join!(sender, restart, futures::future::join_all(readers));
+    for (n, received) in results.iter().enumerate() {
+        assert_exactly_once_in_order(received, TOTAL, &format!("socket {n}"));
+    }
+}
