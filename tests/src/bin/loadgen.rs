@@ -1,0 +1,410 @@
+//! Load generator for the chat service. Every scenario is bounded in time and
+//! count, talks only to the gateways given (loopback), and prints one result
+//! block (also as a JSON line, for BENCHMARKS.md).
+//!
+//!   loadgen login   --base URL [--clients 16] [--seconds 10]
+//!   loadgen send    --base URL [--clients 64] [--seconds 10]
+//!   loadgen history --base URL [--clients 32] [--seconds 10]
+//!   loadgen idle    --base URL [--sockets 5000] --gateway-pid PID [--hold 5]
+//!   loadgen fanout  --base URL --base2 URL [--members 100] [--rate 200] [--seconds 10]
+//!   loadgen resume  --base URL --base2 URL [--clients 20] [--messages 300] [--rate 100]
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, bail};
+use chat_tests::ws::{ChatSocket, Closed};
+use serde_json::{Value, json};
+
+struct Args {
+    scenario: String,
+    options: HashMap<String, String>,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Self> {
+        let mut raw = std::env::args().skip(1);
+        let scenario = raw.next().context("usage: loadgen <login|send|history|idle|fanout|resume> --base URL ...")?;
+        let mut options = HashMap::new();
+        while let Some(key) = raw.next() {
+            let key = key.strip_prefix("--").with_context(|| format!("expected --option, got {key}"))?.to_owned();
+            let value = raw.next().with_context(|| format!("--{key} needs a value"))?;
+            options.insert(key, value);
+        }
+        Ok(Self { scenario, options })
+    }
+
+    fn get<T: std::str::FromStr>(&self, key: &str, default: T) -> anyhow::Result<T> {
+        match self.options.get(key) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|_| anyhow::anyhow!("--{key} {value}: not a valid value")),
+        }
+    }
+
+    fn url(&self, key: &str) -> anyhow::Result<String> {
+        let url = self.options.get(key).cloned().with_context(|| format!("--{key} URL is required"))?;
+        let host = url.trim_start_matches("http://").split([':', '/']).next().unwrap_or_default().to_owned();
+        // Load goes to this machine only.
+        if !(host == "localhost" || host.starts_with("127.") || host == "[::1]") {
+            bail!("--{key} {url}: only loopback addresses are allowed");
+        }
+        Ok(url.trim_end_matches('/').to_owned())
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// p50, p99, p99.9 and max of latencies in microseconds, as milliseconds.
+fn percentiles(mut latencies: Vec<u64>) -> Value {
+    if latencies.is_empty() {
+        return json!(null);
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1] as f64 / 1000.0;
+    json!({"p50_ms": at(0.50), "p99_ms": at(0.99), "p999_ms": at(0.999), "max_ms": at(1.0), "samples": latencies.len()})
+}
+
+fn report(scenario: &str, result: Value) {
+    println!("{scenario}: {}", serde_json::to_string_pretty(&result).unwrap_or_default());
+    println!("RESULT {}", json!({"scenario": scenario, "result": result}));
+}
+
+struct User {
+    id: i64,
+    token: String,
+}
+
+async fn register(http: &reqwest::Client, base: &str, tag: &str) -> anyhow::Result<(User, String, String)> {
+    let n = now_us();
+    let username = format!("lg{tag}{n:x}").chars().take(32).collect::<String>();
+    let password = "loadgen-password-1".to_owned();
+    let body = json!({"username": username, "email": format!("{username}@example.com"), "password": password});
+    let user: Value = http.post(format!("{base}/api/v1/users/register")).json(&body).send().await?.error_for_status()?.json().await?;
+    let login = json!({"username": username, "password": password});
+    let token: Value = http.post(format!("{base}/api/v1/users/login")).json(&login).send().await?.error_for_status()?.json().await?;
+    let user = User { id: user["id"].as_i64().context("an id")?, token: token["access_token"].as_str().context("a token")?.to_owned() };
+    Ok((user, username, password))
+}
+
+async fn users(http: &reqwest::Client, base: &str, count: usize) -> anyhow::Result<Vec<User>> {
+    let mut made = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(8) {
+        let batch = futures::future::join_all(chunk.iter().map(|n| register(http, base, &n.to_string()))).await;
+        for result in batch {
+            made.push(result?.0);
+        }
+    }
+    Ok(made)
+}
+
+async fn group(http: &reqwest::Client, base: &str, owner: &User, members: &[&User]) -> anyhow::Result<i64> {
+    let ids: Vec<i64> = members.iter().map(|member| member.id).collect();
+    let body = json!({"chat_type": "group", "name": "load", "participant_ids": ids});
+    let chat: Value = http.post(format!("{base}/api/v1/chats/")).bearer_auth(&owner.token).json(&body).send().await?.error_for_status()?.json().await?;
+    chat["id"].as_i64().context("a chat id")
+}
+
+/// Runs `clients` loops of `request` for `seconds`; requests/s and latency percentiles.
+async fn closed_loop<F, Fut>(clients: usize, seconds: u64, request: F) -> Value
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let errors = Arc::new(AtomicU64::new(0));
+    let loops = (0..clients).map(|client| {
+        let (request, errors) = (request.clone(), errors.clone());
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let start = Instant::now();
+                if request(client).await {
+                    latencies.push(start.elapsed().as_micros() as u64);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+        })
+    });
+    let latencies: Vec<u64> = futures::future::join_all(loops).await.into_iter().flatten().flatten().collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    json!({
+        "clients": clients,
+        "seconds": elapsed,
+        "requests": latencies.len(),
+        "errors": errors.load(Ordering::Relaxed),
+        "requests_per_s": latencies.len() as f64 / elapsed,
+        "latency": percentiles(latencies),
+    })
+}
+
+async fn login(args: &Args) -> anyhow::Result<()> {
+    let base = args.url("base")?;
+    let http = reqwest::Client::new();
+    let (_, username, password) = register(&http, &base, "login").await?;
+    let (clients, seconds) = (args.get("clients", 16)?, args.get("seconds", 10)?);
+    let result = closed_loop(clients, seconds, move |_| {
+        let (http, base, body) = (http.clone(), base.clone(), json!({"username": username, "password": password}));
+        async move { http.post(format!("{base}/api/v1/users/login")).json(&body).send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await;
+    report("login", result);
+    Ok(())
+}
+
+async fn send(args: &Args) -> anyhow::Result<()> {
+    let base = args.url("base")?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let (clients, seconds): (usize, u64) = (args.get("clients", 64)?, args.get("seconds", 10)?);
+    let people = users(&http, &base, 8).await?;
+    let others: Vec<&User> = people[1..].iter().collect();
+    let chat_id = group(&http, &base, &people[0], &others).await?;
+    let tokens: Arc<Vec<String>> = Arc::new(people.iter().map(|u| u.token.clone()).collect());
+    let result = closed_loop(clients, seconds, move |client| {
+        let (http, base, tokens) = (http.clone(), base.clone(), tokens.clone());
+        async move {
+            let body = json!({"chat_id": chat_id, "content": format!("load {client} {}", now_us())});
+            let response = http.post(format!("{base}/api/v1/messages/")).bearer_auth(&tokens[client % tokens.len()]).json(&body).send().await;
+            response.is_ok_and(|r| r.status() == 201)
+        }
+    })
+    .await;
+    report("send", result);
+    Ok(())
+}
+
+async fn history(args: &Args) -> anyhow::Result<()> {
+    let base = args.url("base")?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let (clients, seconds): (usize, u64) = (args.get("clients", 32)?, args.get("seconds", 10)?);
+    let people = users(&http, &base, 2).await?;
+    let chat_id = group(&http, &base, &people[0], &[&people[1]]).await?;
+    for chunk in (0..500).collect::<Vec<_>>().chunks(50) {
+        let sends = chunk.iter().map(|n| {
+            let body = json!({"chat_id": chat_id, "content": format!("history {n}")});
+            http.post(format!("{base}/api/v1/messages/")).bearer_auth(&people[0].token).json(&body).send()
+        });
+        for sent in futures::future::join_all(sends).await {
+            sent?.error_for_status()?;
+        }
+    }
+    let token = people[1].token.clone();
+    let result = closed_loop(clients, seconds, move |client| {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        async move {
+            // Pages of 50 at different depths of the 500 messages.
+            let url = format!("{base}/api/v1/messages/chat/{chat_id}?limit=50&after={}", (client * 37) % 450);
+            http.get(url).bearer_auth(&token).send().await.is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
+    report("history", result);
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).context("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("no number")?.parse()?)
+}
+
+async fn idle(args: &Args) -> anyhow::Result<()> {
+    let base = args.url("base")?;
+    let pid: u32 = args.get("gateway-pid", 0)?;
+    anyhow::ensure!(pid > 0, "--gateway-pid PID of the gateway (or standalone server) process is required");
+    let (count, hold): (usize, u64) = (args.get("sockets", 5000)?, args.get("hold", 5)?);
+    let http = reqwest::Client::new();
+    let people = users(&http, &base, 2).await?;
+    let chat_id = group(&http, &base, &people[0], &[&people[1]]).await?;
+    // Warm the chat's room so that the measurement is the sockets alone.
+    let warm = ChatSocket::connect_ready(&base, chat_id, &people[0].token, None).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid)?;
+    let mut sockets = Vec::with_capacity(count);
+    let started = Instant::now();
+    for chunk in (0..count).collect::<Vec<_>>().chunks(200) {
+        let opened = futures::future::join_all(chunk.iter().map(|n| ChatSocket::connect(&base, chat_id, &people[n % 2].token, None))).await;
+        for socket in opened {
+            sockets.push(socket?);
+        }
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    let after = rss_kib(pid)?;
+    let stats: Value = http.get(format!("{base}/api/v1/ws/stats")).bearer_auth(&people[0].token).send().await?.json().await?;
+    report(
+        "idle",
+        json!({
+            "sockets": sockets.len(),
+            "connect_seconds": connect_s,
+            "gateway_rss_before_kib": before,
+            "gateway_rss_after_kib": after,
+            "rss_per_socket_bytes": (after.saturating_sub(before) * 1024) as f64 / sockets.len() as f64,
+            "server_counted_connections": stats["connections"],
+        }),
+    );
+    drop(sockets);
+    drop(warm);
+    Ok(())
+}
+
+async fn fanout(args: &Args) -> anyhow::Result<()> {
+    let (base, base2) = (args.url("base")?, args.url("base2")?);
+    let (members, rate, seconds): (usize, u64, u64) = (args.get("members", 100)?, args.get("rate", 200)?, args.get("seconds", 10)?);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let people = users(&http, &base, members).await?;
+    let others: Vec<&User> = people[1..].iter().collect();
+    let chat_id = group(&http, &base, &people[0], &others).await?;
+    // Half the members on each replica.
+    let mut sockets = Vec::new();
+    for (n, person) in people.iter().enumerate() {
+        let gateway = if n % 2 == 0 { &base } else { &base2 };
+        sockets.push(ChatSocket::connect_ready(gateway, chat_id, &person.token, None).await?);
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    match socket.next_frame(Duration::from_millis(500)).await {
+                        Ok(frame) if frame["type"] == "new_message" => {
+                            let content = frame["message"]["content"].as_str().unwrap_or_default();
+                            if let Some(sent) = content.strip_prefix("t=").and_then(|t| t.parse::<u64>().ok()) {
+                                latencies.push(now_us().saturating_sub(sent));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(None) if !done.load(Ordering::Relaxed) => {}
+                        Err(_) => break,
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let interval = Duration::from_micros(1_000_000 / rate.max(1));
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sent = 0_u64;
+    let mut inflight = Vec::new();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        ticker.tick().await;
+        let (http, url, token) = (http.clone(), format!("{base}/api/v1/messages/"), people[0].token.clone());
+        inflight.push(tokio::spawn(async move {
+            let body = json!({"chat_id": chat_id, "content": format!("t={}", now_us())});
+            http.post(url).bearer_auth(token).json(&body).send().await.is_ok_and(|r| r.status() == 201)
+        }));
+        sent += 1;
+    }
+    let accepted = futures::future::join_all(inflight).await.into_iter().filter(|ok| matches!(ok, Ok(true))).count();
+    let send_seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    done.store(true, Ordering::Relaxed);
+    let latencies: Vec<u64> = futures::future::join_all(readers).await.into_iter().flatten().flatten().collect();
+    let expected = accepted * members;
+    report(
+        "fanout",
+        json!({
+            "members": members,
+            "replicas": 2,
+            "target_rate_per_s": rate,
+            "messages_sent": sent,
+            "messages_stored": accepted,
+            "deliveries": latencies.len(),
+            "deliveries_expected": expected,
+            "deliveries_per_s": latencies.len() as f64 / send_seconds,
+            "latency_send_to_receive": percentiles(latencies),
+        }),
+    );
+    Ok(())
+}
+
+async fn resume(args: &Args) -> anyhow::Result<()> {
+    let (base, base2) = (args.url("base")?, args.url("base2")?);
+    let (clients, total, rate): (usize, usize, u64) = (args.get("clients", 20)?, args.get("messages", 300)?, args.get("rate", 100)?);
+    let http = reqwest::Client::new();
+    let people = users(&http, &base, clients + 1).await?;
+    let others: Vec<&User> = people[1..].iter().collect();
+    let chat_id = group(&http, &base, &people[0], &others).await?;
+    let readers: Vec<_> = people[1..]
+        .iter()
+        .enumerate()
+        .map(|(n, person)| {
+            let (token, gateways) = (person.token.clone(), [base.clone(), base2.clone()]);
+            tokio::spawn(async move {
+                let mut seqs: Vec<i64> = Vec::new();
+                let mut last_id = 0;
+                let mut reconnects = 0_u32;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut socket = ChatSocket::connect_ready(&gateways[n % 2], chat_id, &token, Some(0)).await?;
+                while seqs.len() < total && Instant::now() < deadline {
+                    match socket.expect("new_message", Duration::from_secs(5)).await {
+                        Ok(frame) => {
+                            last_id = frame["message"]["id"].as_i64().unwrap_or(last_id);
+                            seqs.push(frame["message"]["seq"].as_i64().unwrap_or(0));
+                            // Drop the connection now and then, mid-stream, and resume on either replica.
+                            if seqs.len() % (17 + n) == 0 {
+                                socket.close().await;
+                                reconnects += 1;
+                                let gateway = &gateways[(n + reconnects as usize) % 2];
+                                socket = ChatSocket::connect_ready(gateway, chat_id, &token, Some(last_id)).await?;
+                            }
+                        }
+                        Err(Some(Closed::Code(_) | Closed::Dropped)) => {
+                            reconnects += 1;
+                            socket = ChatSocket::connect_ready(&gateways[0], chat_id, &token, Some(last_id)).await?;
+                        }
+                        Err(None) => break,
+                    }
+                }
+                anyhow::Ok((seqs, reconnects))
+            })
+        })
+        .collect();
+    let interval = Duration::from_micros(1_000_000 / rate.max(1));
+    for n in 0..total {
+        let body = json!({"chat_id": chat_id, "content": format!("resume {n}")});
+        http.post(format!("{base}/api/v1/messages/")).bearer_auth(&people[0].token).json(&body).send().await?.error_for_status()?;
+        tokio::time::sleep(interval).await;
+    }
+    let mut exact = 0;
+    let mut reconnects = 0;
+    for reader in futures::future::join_all(readers).await {
+        let (seqs, count) = reader??;
+        reconnects += count;
+        if seqs == (1..=total as i64).collect::<Vec<_>>() {
+            exact += 1;
+        }
+    }
+    report("resume", json!({"clients": clients, "messages": total, "reconnects": reconnects, "clients_exactly_once_in_order": exact}));
+    anyhow::ensure!(exact == clients, "{} of {clients} clients saw every message exactly once", exact);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse()?;
+    match args.scenario.as_str() {
+        "login" => login(&args).await,
+        "send" => send(&args).await,
+        "history" => history(&args).await,
+        "idle" => idle(&args).await,
+        "fanout" => fanout(&args).await,
+        "resume" => resume(&args).await,
+        other => bail!("unknown scenario {other:?}: login, send, history, idle, fanout or resume"),
+    }
+}
