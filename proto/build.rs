@@ -1,12 +1,7 @@
 //! Compiles the `.proto` contracts with a vendored `protoc`, so no system install is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = [
-        "proto/auth.proto",
-        "proto/metadata.proto",
-        "proto/messages.proto",
-        "proto/events.proto",
-    ];
+    let files = ["proto/auth.proto", "proto/metadata.proto", "proto/messages.proto", "proto/events.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

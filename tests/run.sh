@@ -85,6 +85,10 @@ say "MariaDB at $mysql_host:$mysql_port and NATS at 127.0.0.1:4222 are up"
 if [[ -z "${MONGODB_URL:-}" ]]; then
     printf '\033[1;33m[tests/run.sh] SKIPPED: the MongoDB content store tests (services/message-store/tests/mongodb.rs) need MONGODB_URL; no MongoDB server on this machine. The BSON mapping and queries are unit-tested.\033[0m\n'
 fi
+if cargo fmt --version >/dev/null 2>&1; then
+    say "cargo fmt --check"
+    cargo fmt --all --check || fail "formatting differs: run cargo fmt --all"
+fi
 say "cargo build --workspace --bins (the cluster tests start the gateway binary)"
 cargo build --workspace --bins --locked
 say "cargo test --workspace"

@@ -196,24 +196,6 @@ impl TestDeployment {
     }
 }
 
-/// Runs an async test body once on MariaDB and once on SQLite.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn on_mariadb() {
-                super::$name(sql_pool::Backend::MySql).await;
-            }
-
-            #[tokio::test]
-            async fn on_sqlite() {
-                super::$name(sql_pool::Backend::Sqlite).await;
-            }
-        }
-    };
-}
-
 impl TestDeployment {
     async fn channel(url: &Url) -> Channel {
         Channel::from_shared(url.to_string()).expect("a URI").connect().await.expect("the service accepts connections")
@@ -235,7 +217,10 @@ impl TestDeployment {
     }
 
     /// Subscribes to a chat's events subject on the real NATS server.
-    pub async fn chat_events(&self, chat_id: i64) -> futures::stream::BoxStream<'static, chat_proto::events::ChatEvent> {
+    pub async fn chat_events(
+        &self,
+        chat_id: i64,
+    ) -> futures::stream::BoxStream<'static, chat_proto::events::ChatEvent> {
         use event_bus::Bus as _;
         use futures::StreamExt as _;
         use prost::Message as _;
@@ -271,7 +256,11 @@ impl TestDeployment {
     pub async fn db_chat_is_active(&self, chat_id: i64) -> bool {
         use sqlx::Row as _;
         let db = sql_pool::Db::connect(&self.db.url, &sql_pool::PoolSettings::default()).await.expect("the database");
-        let row = sqlx::query("SELECT is_active FROM chats WHERE id = ?").bind(chat_id).fetch_one(&db.pool).await.expect("the chat");
+        let row = sqlx::query("SELECT is_active FROM chats WHERE id = ?")
+            .bind(chat_id)
+            .fetch_one(&db.pool)
+            .await
+            .expect("the chat");
         row.try_get::<i64, _>("is_active").expect("a flag") != 0
     }
 
@@ -291,10 +280,9 @@ impl TestDeployment {
 impl TestDeployment {
     /// A gateway replica as a process of its own (the built `gateway` binary), so a test can kill it.
     pub fn gateway_process(&self, replica: &str) -> GatewayProcess {
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let binary = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").join("gateway");
-        assert!(binary.exists(), "{} is missing: build it first (tests/run.sh does: cargo build --workspace --bins)", binary.display());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port();
+        let binary = built_binary("gateway");
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port();
         let child = std::process::Command::new(binary)
             .env_clear()
             .env("SECRET_KEY", SECRET)
@@ -313,6 +301,18 @@ impl TestDeployment {
             .expect("the gateway binary starts");
         GatewayProcess { child, base_url: format!("http://127.0.0.1:{port}") }
     }
+}
+
+/// The path of a binary of this workspace, built beside the test binaries.
+pub fn built_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let binary = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (tests/run.sh does: cargo build --workspace --bins)",
+        binary.display()
+    );
+    binary
 }
 
 /// A gateway running as a child process; killed when dropped.
@@ -355,7 +355,8 @@ pub struct NatsProcess {
 
 impl NatsProcess {
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port();
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port();
         let mut nats = Self { child: None, port };
         nats.restart();
         nats

@@ -83,9 +83,8 @@ impl TokenSettings {
         }
         let algorithm = match env_config::string("ALGORITHM") {
             None => Algorithm::HS256,
-            Some(name) => parse_algorithm(&name).ok_or_else(|| {
-                ConfigError::invalid("ALGORITHM", &name, "expected HS256, HS384 or HS512")
-            })?,
+            Some(name) => parse_algorithm(&name)
+                .ok_or_else(|| ConfigError::invalid("ALGORITHM", &name, "expected HS256, HS384 or HS512"))?,
         };
         let minutes: u64 = env_config::parsed_or("ACCESS_TOKEN_EXPIRE_MINUTES", 30)?;
         if minutes == 0 || minutes > 60 * 24 * 365 {
@@ -167,12 +166,11 @@ impl TokenVerifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|error| {
-            match error.kind() {
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|error| match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            }
-        })?;
+            })?;
         let user_id = data.claims.sub.parse::<i64>().ok().filter(|id| *id > 0).ok_or(TokenError::Invalid)?;
         Ok(VerifiedToken { user_id, username: data.claims.username, expires_at: data.claims.exp })
     }
@@ -247,7 +245,10 @@ mod tests {
     #[test]
     fn a_non_numeric_subject_is_invalid() {
         let verifier = TokenVerifier::new(&settings(SECRET, Algorithm::HS256));
-        assert!(matches!(verifier.verify(&signed(&Claims { sub: "abc".into(), ..claims() })), Err(TokenError::Invalid)));
+        assert!(matches!(
+            verifier.verify(&signed(&Claims { sub: "abc".into(), ..claims() })),
+            Err(TokenError::Invalid)
+        ));
     }
 
     #[test]

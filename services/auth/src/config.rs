@@ -26,8 +26,9 @@ impl Settings {
     /// For the distributed deployment: `SECRET_KEY` is required, the database
     /// comes from `DATABASE_URL` or the `MYSQL_*` variables.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let secret = env_config::string("SECRET_KEY")
-            .ok_or_else(|| ConfigError::missing("SECRET_KEY", "set it to the same long random string in every service"))?;
+        let secret = env_config::string("SECRET_KEY").ok_or_else(|| {
+            ConfigError::missing("SECRET_KEY", "set it to the same long random string in every service")
+        })?;
         let database_url = match sql_pool::url_from_env()? {
             Some(url) => url,
             None => sql_pool::mysql_url_from_env()?,

@@ -48,7 +48,9 @@ impl From<AuthError> for Status {
         };
         match error {
             AuthError::Invalid { field, message } => with_field(Code::InvalidArgument, field, message),
-            AuthError::Taken { field } => with_field(Code::AlreadyExists, field, format!("{field} is already registered")),
+            AuthError::Taken { field } => {
+                with_field(Code::AlreadyExists, field, format!("{field} is already registered"))
+            }
             AuthError::BadCredentials => Status::unauthenticated(error.to_string()),
             AuthError::WrongCurrentPassword => Status::failed_precondition(error.to_string()),
             AuthError::NotFound => Status::not_found(error.to_string()),

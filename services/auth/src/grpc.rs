@@ -80,7 +80,8 @@ impl AuthService for AuthGrpc {
         let now = now_ms();
         self.store.touch_last_seen(user.id, now).await?;
         user.last_seen_ms = Some(now);
-        let access_token = self.issuer.issue(user.id, &user.username).map_err(anyhow::Error::new).map_err(AuthError::from)?;
+        let access_token =
+            self.issuer.issue(user.id, &user.username).map_err(anyhow::Error::new).map_err(AuthError::from)?;
         Ok(Response::new(pb::LoginResponse {
             access_token,
             token_type: "bearer".into(),

@@ -7,7 +7,6 @@ use anyhow::Context;
 use chat_proto::auth::auth_service_server::AuthServiceServer;
 use sql_pool::Db;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
     config::Settings,
@@ -50,23 +49,13 @@ impl Application {
 
     /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let (reporter, health_service) = tonic_health::server::health_reporter();
         let db = self.db.clone();
-        let health_task = grpc_channel::report_health(reporter, SERVICE_NAME, move || {
+        let check = move || {
             let db = db.clone();
             async move { db.ping().await }
-        });
-        tracing::info!(addr = %self.local_addr, "auth service listening");
-        let result = tonic::transport::Server::builder()
-            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
-            .add_service(health_service)
-            .add_service(AuthServiceServer::new(self.service))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
-            .await;
-        health_task.abort();
-        result.context("auth gRPC server failed")
+        };
+        grpc_channel::serve(self.listener, AuthServiceServer::new(self.service), check, shutdown)
+            .await
+            .context("auth gRPC server failed")
     }
 }
-
-/// The gRPC service name health is reported under.
-pub const SERVICE_NAME: &str = "chat.auth.v1.AuthService";

@@ -137,7 +137,11 @@ impl UserStore {
 
     /// Records a successful login.
     pub async fn touch_last_seen(&self, id: i64, at_ms: i64) -> Result<(), AuthError> {
-        sqlx::query("UPDATE users SET last_seen_ms = ? WHERE id = ?").bind(at_ms).bind(id).execute(&self.db.pool).await?;
+        sqlx::query("UPDATE users SET last_seen_ms = ? WHERE id = ?")
+            .bind(at_ms)
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
         Ok(())
     }
 

@@ -71,7 +71,11 @@ impl Access {
     }
 
     fn require_admin(&self) -> Result<()> {
-        if self.caller.is_admin { Ok(()) } else { Err(MetadataError::Forbidden("only a chat admin may do this".into())) }
+        if self.caller.is_admin {
+            Ok(())
+        } else {
+            Err(MetadataError::Forbidden("only a chat admin may do this".into()))
+        }
     }
 }
 
@@ -82,13 +86,13 @@ impl ChatMetadataGrpc {
 
     /// The chat, if `caller_id` is one of its participants.
     async fn access(&self, chat_id: i64, caller_id: i64) -> Result<Access> {
-        let chat = self.store.chat(chat_id).await?.ok_or_else(MetadataError::chat_not_found)?;
+        let chat = self.store.chat(chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
         let caller = chat
             .participants
             .iter()
             .find(|participant| participant.user_id == caller_id)
             .cloned()
-            .ok_or_else(MetadataError::not_a_participant)?;
+            .ok_or_else(crate::error::not_a_participant)?;
         Ok(Access { chat, caller })
     }
 
@@ -134,13 +138,17 @@ impl ChatMetadataGrpc {
         match pb::ChatType::try_from(request.chat_type) {
             Ok(pb::ChatType::Direct) => {
                 let [other] = ids[..] else {
-                    return Err(MetadataError::invalid("participant_ids", "a direct chat has exactly one other participant"));
+                    return Err(MetadataError::invalid(
+                        "participant_ids",
+                        "a direct chat has exactly one other participant",
+                    ));
                 };
                 if other == caller_id {
                     return Err(MetadataError::Rule("a direct chat needs another user than yourself".into()));
                 }
                 let members = self.members(&[caller_id, other]).await?;
-                let (chat, created, added) = self.store.find_or_create_direct(&members[0], &members[1], now_ms()).await?;
+                let (chat, created, added) =
+                    self.store.find_or_create_direct(&members[0], &members[1], now_ms()).await?;
                 self.announce(chat.id, true, &added, caller_id).await;
                 Ok(pb::CreateChatResponse { chat: Some(chat.into()), created })
             }
@@ -217,14 +225,17 @@ impl ChatMetadataService for ChatMetadataGrpc {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn update_chat(&self, request: Request<pb::UpdateChatRequest>) -> std::result::Result<Response<pb::Chat>, Status> {
+    async fn update_chat(
+        &self,
+        request: Request<pb::UpdateChatRequest>,
+    ) -> std::result::Result<Response<pb::Chat>, Status> {
         let request = request.into_inner();
         let access = self.access(request.chat_id, request.caller_id).await?;
         let name = GroupName::parse(Some(request.name))?;
         access.require_group("renaming")?;
         access.require_admin()?;
         self.store.rename(request.chat_id, &name).await?;
-        let chat = self.store.chat(request.chat_id).await?.ok_or_else(MetadataError::chat_not_found)?;
+        let chat = self.store.chat(request.chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
         Ok(Response::new(chat.into()))
     }
 
@@ -257,7 +268,7 @@ impl ChatMetadataService for ChatMetadataGrpc {
         let members = self.members(&ids).await?;
         let added = self.store.add(request.chat_id, &members, now_ms()).await?;
         self.announce(request.chat_id, true, &added, request.caller_id).await;
-        let chat = self.store.chat(request.chat_id).await?.ok_or_else(MetadataError::chat_not_found)?;
+        let chat = self.store.chat(request.chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
         Ok(Response::new(pb::ParticipantList { participants: chat.participants.into_iter().map(Into::into).collect() }))
     }
 
@@ -272,7 +283,10 @@ impl ChatMetadataService for ChatMetadataGrpc {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn set_admin(&self, request: Request<pb::SetAdminRequest>) -> std::result::Result<Response<pb::Participant>, Status> {
+    async fn set_admin(
+        &self,
+        request: Request<pb::SetAdminRequest>,
+    ) -> std::result::Result<Response<pb::Participant>, Status> {
         let request = request.into_inner();
         let access = self.access(request.chat_id, request.caller_id).await?;
         access.require_group("changing admins")?;

@@ -76,7 +76,7 @@ impl ChatStore {
         sqlx::query("UPDATE chats SET id = id WHERE id = ?").bind(chat_id).execute(&mut *tx).await?;
         let exists = sqlx::query("SELECT 1 FROM chats WHERE id = ?").bind(chat_id).fetch_optional(&mut *tx).await?;
         if exists.is_none() {
-            return Err(MetadataError::chat_not_found());
+            return Err(crate::error::chat_not_found());
         }
         Ok(tx)
     }
@@ -168,7 +168,13 @@ impl ChatStore {
 
     /// Creates a group with its creator as admin and the others as members.
     #[tracing::instrument(skip_all, fields(members = others.len()))]
-    pub async fn create_group(&self, name: &GroupName, creator: &Member, others: &[Member], now_ms: i64) -> Result<Chat> {
+    pub async fn create_group(
+        &self,
+        name: &GroupName,
+        creator: &Member,
+        others: &[Member],
+        now_ms: i64,
+    ) -> Result<Chat> {
         let mut tx = self.db.pool.begin().await?;
         let sql = self.db.returning_id(
             "INSERT INTO chats (chat_type, name, direct_key, created_at_ms, updated_at_ms, is_active) \
@@ -197,7 +203,7 @@ impl ChatStore {
             if let Some(row) = existing {
                 let chat_id: i64 = row.try_get("id")?;
                 let added = self.rejoin(chat_id, &[a, b], now_ms).await?;
-                let chat = self.chat(chat_id).await?.ok_or_else(MetadataError::chat_not_found)?;
+                let chat = self.chat(chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
                 return Ok((chat, false, added));
             }
             let mut tx = self.db.pool.begin().await?;
@@ -213,7 +219,7 @@ impl ChatStore {
             };
             Self::insert_participants(&mut tx, chat_id, &[(a, false), (b, false)], now_ms).await?;
             tx.commit().await?;
-            let chat = self.chat(chat_id).await?.ok_or_else(MetadataError::chat_not_found)?;
+            let chat = self.chat(chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
             return Ok((chat, true, vec![a.user_id, b.user_id]));
         }
         Err(anyhow::anyhow!("direct chat {key} neither found nor created").into())
@@ -232,7 +238,10 @@ impl ChatStore {
     }
 
     async fn member_ids(tx: &mut Transaction<'static, Any>, chat_id: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query("SELECT user_id FROM participants WHERE chat_id = ?").bind(chat_id).fetch_all(&mut **tx).await?;
+        let rows = sqlx::query("SELECT user_id FROM participants WHERE chat_id = ?")
+            .bind(chat_id)
+            .fetch_all(&mut **tx)
+            .await?;
         Ok(rows.iter().map(|row| row.try_get("user_id")).collect::<std::result::Result<_, _>>()?)
     }
 
@@ -255,7 +264,11 @@ impl ChatStore {
 
     #[tracing::instrument(skip(self, name))]
     pub async fn rename(&self, chat_id: i64, name: &GroupName) -> Result<()> {
-        sqlx::query("UPDATE chats SET name = ? WHERE id = ?").bind(name.as_str()).bind(chat_id).execute(&self.db.pool).await?;
+        sqlx::query("UPDATE chats SET name = ? WHERE id = ?")
+            .bind(name.as_str())
+            .bind(chat_id)
+            .execute(&self.db.pool)
+            .await?;
         Ok(())
     }
 
@@ -297,16 +310,16 @@ impl ChatStore {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        let remaining = sqlx::query(
-            "SELECT user_id, is_admin FROM participants WHERE chat_id = ? ORDER BY joined_at_ms, user_id",
-        )
-        .bind(chat_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let remaining =
+            sqlx::query("SELECT user_id, is_admin FROM participants WHERE chat_id = ? ORDER BY joined_at_ms, user_id")
+                .bind(chat_id)
+                .fetch_all(&mut *tx)
+                .await?;
         if remaining.is_empty() {
             sqlx::query("UPDATE chats SET is_active = 0 WHERE id = ?").bind(chat_id).execute(&mut *tx).await?;
         } else if was_admin {
-            let admins_left = remaining.iter().filter(|row| row.try_get::<i64, _>("is_admin").is_ok_and(|a| a != 0)).count();
+            let admins_left =
+                remaining.iter().filter(|row| row.try_get::<i64, _>("is_admin").is_ok_and(|a| a != 0)).count();
             if admins_left == 0 {
                 let successor: i64 = remaining[0].try_get("user_id")?;
                 sqlx::query("UPDATE participants SET is_admin = 1 WHERE chat_id = ? AND user_id = ?")

@@ -66,8 +66,13 @@ impl Subjects {
     /// `NATS_SUBJECT_PREFIX`, default `chat`.
     pub fn from_env() -> Result<Self, env_config::ConfigError> {
         let prefix = env_config::string("NATS_SUBJECT_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.into());
-        Self::new(prefix.clone())
-            .map_err(|_| env_config::ConfigError::invalid("NATS_SUBJECT_PREFIX", &prefix, "use letters, digits, _ and - between dots"))
+        Self::new(prefix.clone()).map_err(|_| {
+            env_config::ConfigError::invalid(
+                "NATS_SUBJECT_PREFIX",
+                &prefix,
+                "use letters, digits, _ and - between dots",
+            )
+        })
     }
 
     pub fn prefix(&self) -> &str {

@@ -21,7 +21,8 @@ pub struct ServiceUrls {
 impl ServiceUrls {
     pub fn from_env() -> Result<Self, ConfigError> {
         let url = |variable: &str, default: &str| -> Result<Url, ConfigError> {
-            Ok(env_config::url(variable, &["http", "https"])?.unwrap_or_else(|| Url::parse(default).expect("valid default")))
+            Ok(env_config::url(variable, &["http", "https"])?
+                .unwrap_or_else(|| Url::parse(default).expect("valid default")))
         };
         Ok(Self {
             auth: url("AUTH_GRPC_URL", "http://127.0.0.1:50051")?,
@@ -47,8 +48,9 @@ pub struct Settings {
 impl Settings {
     /// For the distributed deployment: `SECRET_KEY` (the auth service's) is required.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let secret = env_config::string("SECRET_KEY")
-            .ok_or_else(|| ConfigError::missing("SECRET_KEY", "set it to the same long random string in every service"))?;
+        let secret = env_config::string("SECRET_KEY").ok_or_else(|| {
+            ConfigError::missing("SECRET_KEY", "set it to the same long random string in every service")
+        })?;
         Self::from_env_with(SecretString::from(secret))
     }
 

@@ -20,9 +20,8 @@ const SPEC_URL: &str = "/openapi.json";
 static SPEC: LazyLock<serde_json::Value> =
     LazyLock::new(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or(serde_json::Value::Null));
 
-static SWAGGER_CONFIG: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| {
-    Arc::new(Config::new([SPEC_URL]).persist_authorization(true).display_request_duration(true))
-});
+static SWAGGER_CONFIG: LazyLock<Arc<Config<'static>>> =
+    LazyLock::new(|| Arc::new(Config::new([SPEC_URL]).persist_authorization(true).display_request_duration(true)));
 
 /// ReDoc's page, with its bundle inline (from the `aide` crate's vendored copy).
 static REDOC_PAGE: LazyLock<String> =
@@ -52,6 +51,8 @@ async fn swagger_file(file: String) -> Response {
             ([(header::CONTENT_TYPE, found.content_type)], bytes).into_response()
         }
         Ok(None) => ApiError::NotFound("no such docs file".into()).into_response(),
-        Err(error) => ApiError::Internal(anyhow::anyhow!("cannot serve Swagger UI file {file}: {error}")).into_response(),
+        Err(error) => {
+            ApiError::Internal(anyhow::anyhow!("cannot serve Swagger UI file {file}: {error}")).into_response()
+        }
     }
 }

@@ -127,11 +127,9 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = format!("{source:#}"), "internal error");
                 "internal error".to_owned()
             }
-            Self::Validation(errors) => errors
-                .iter()
-                .map(|error| format!("{}: {}", error.field, error.message))
-                .collect::<Vec<_>>()
-                .join("; "),
+            Self::Validation(errors) => {
+                errors.iter().map(|error| format!("{}: {}", error.field, error.message)).collect::<Vec<_>>().join("; ")
+            }
             other => other.to_string(),
         };
         let mut response = (status, Json(ErrorBody { detail, errors })).into_response();

@@ -12,7 +12,8 @@ use utoipa::{
 use crate::{error, models, routes};
 
 /// Paths anyone may call without a token.
-const PUBLIC_PATHS: &[&str] = &["/", "/health", "/ready", "/api/v1/info", "/api/v1/users/register", "/api/v1/users/login"];
+const PUBLIC_PATHS: &[&str] =
+    &["/", "/health", "/ready", "/api/v1/info", "/api/v1/users/register", "/api/v1/users/login"];
 
 #[derive(OpenApi)]
 #[openapi(
@@ -91,7 +92,8 @@ impl Modify for Security {
             if PUBLIC_PATHS.contains(&path.as_str()) {
                 continue;
             }
-            let operations: [&mut Option<Operation>; 4] = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
+            let operations: [&mut Option<Operation>; 4] =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
             for operation in operations.into_iter().flatten() {
                 operation.security = Some(vec![
                     SecurityRequirement::new("bearer", Vec::<String>::new()),

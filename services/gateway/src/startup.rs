@@ -97,4 +97,3 @@ impl Application {
         axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("gateway server failed")
     }
 }
-

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use event_bus::{Bus, Subjects};
 
-use crate::{config::ServiceUrls, ws::hub::Hub};
+use chat_proto::metadata::CheckMembershipRequest;
+
+use crate::{config::ServiceUrls, error::ApiError, ws::hub::Hub};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -47,11 +49,31 @@ impl AppState {
         })
     }
 
+    /// Ok when `user_id` is a participant of the chat; 404 for no chat, 403 for an outsider.
+    pub async fn require_participant(&self, chat_id: i64, user_id: i64) -> Result<(), ApiError> {
+        let request = CheckMembershipRequest { chat_id, user_id };
+        let membership = self
+            .metadata
+            .clone()
+            .check_membership(request)
+            .await
+            .map_err(|status| ApiError::from_status(status, "the chat-metadata service"))?
+            .into_inner();
+        if !membership.chat_exists {
+            return Err(ApiError::NotFound("chat not found".into()));
+        }
+        if !membership.is_participant {
+            return Err(ApiError::Forbidden("you are not a participant of this chat".into()));
+        }
+        Ok(())
+    }
+
     /// Each dependency and whether it answers its gRPC health check as serving.
     pub async fn dependency_checks(&self) -> Vec<(&'static str, bool)> {
-        let probes = self.channels.iter().map(|(name, channel)| async move {
-            (*name, grpc_channel::is_serving(channel.clone()).await)
-        });
+        let probes = self
+            .channels
+            .iter()
+            .map(|(name, channel)| async move { (*name, grpc_channel::is_serving(channel.clone()).await) });
         futures::future::join_all(probes).await
     }
 }

@@ -63,3 +63,36 @@ where
         }
     })
 }
+
+/// Serves one gRPC service (with `grpc.health.v1`, kept up to date by
+/// `check`) on `listener` until `shutdown` completes.
+pub async fn serve<S, F, Fut>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    check: F,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()>
+where
+    S: tower_service::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
+        + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health_task = report_health(reporter, S::NAME, check);
+    tracing::info!(addr = %listener.local_addr()?, service = S::NAME, "gRPC service listening");
+    let result = tonic::transport::Server::builder()
+        .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .add_service(health_service)
+        .add_service(service)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await;
+    health_task.abort();
+    Ok(result?)
+}

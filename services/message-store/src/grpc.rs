@@ -7,7 +7,9 @@ use std::{collections::HashMap, sync::Arc};
 use chat_proto::{
     events::{ChatEvent, MessageDeleted, chat_event::Kind},
     messages::{self as pb, get_history_request, message_store_service_server::MessageStoreService},
-    metadata::{CheckMembershipRequest, Membership, TouchChatRequest, chat_metadata_service_client::ChatMetadataServiceClient},
+    metadata::{
+        CheckMembershipRequest, Membership, TouchChatRequest, chat_metadata_service_client::ChatMetadataServiceClient,
+    },
 };
 use event_bus::EventPublisher;
 use tonic::{Request, Response, Status, transport::Channel};
@@ -70,7 +72,8 @@ impl MessageStoreGrpc {
 
     async fn membership(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
         let request = CheckMembershipRequest { chat_id, user_id };
-        let response = self.metadata.clone().check_membership(request).await.map_err(unavailable("the chat-metadata service"))?;
+        let response =
+            self.metadata.clone().check_membership(request).await.map_err(unavailable("the chat-metadata service"))?;
         Ok(response.into_inner())
     }
 
@@ -88,10 +91,10 @@ impl MessageStoreGrpc {
 
     /// A message the caller may see (a message of a chat they are not in does not exist for them).
     async fn visible_message(&self, message_id: i64, caller_id: i64) -> Result<(MessageRow, Membership)> {
-        let row = self.store.by_id(message_id).await?.ok_or_else(MessageError::message_not_found)?;
+        let row = self.store.by_id(message_id).await?.ok_or_else(crate::error::message_not_found)?;
         let membership = self.membership(row.chat_id, caller_id).await?;
         if !membership.is_participant {
-            return Err(MessageError::message_not_found());
+            return Err(crate::error::message_not_found());
         }
         Ok((row, membership))
     }
@@ -107,7 +110,11 @@ impl MessageStoreGrpc {
                     String::new()
                 } else {
                     contents.remove(&row.content_id).unwrap_or_else(|| {
-                        tracing::error!(message_id = row.id, content_id = row.content_id, "content missing from the store");
+                        tracing::error!(
+                            message_id = row.id,
+                            content_id = row.content_id,
+                            "content missing from the store"
+                        );
                         String::new()
                     })
                 };
@@ -125,7 +132,9 @@ impl MessageStoreGrpc {
         let client_msg_id = ClientMsgId::parse(request.client_msg_id)?;
         self.require_participant(request.chat_id, request.sender_id).await?;
         if let Some(key) = &client_msg_id {
-            if let Some(original) = self.store.by_client_msg_id(request.chat_id, request.sender_id, key.as_str()).await? {
+            if let Some(original) =
+                self.store.by_client_msg_id(request.chat_id, request.sender_id, key.as_str()).await?
+            {
                 return Ok((self.with_contents(vec![original]).await?.remove(0), false));
             }
         }
@@ -194,7 +203,10 @@ impl MessageStoreService for MessageStoreGrpc {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn get_history(&self, request: Request<pb::GetHistoryRequest>) -> std::result::Result<Response<pb::HistoryPage>, Status> {
+    async fn get_history(
+        &self,
+        request: Request<pb::GetHistoryRequest>,
+    ) -> std::result::Result<Response<pb::HistoryPage>, Status> {
         let request = request.into_inner();
         if !(1..=100).contains(&request.limit) {
             return Err(MessageError::invalid("limit", "must be 1 to 100").into());
@@ -211,7 +223,10 @@ impl MessageStoreService for MessageStoreGrpc {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn edit_message(&self, request: Request<pb::EditMessageRequest>) -> std::result::Result<Response<pb::Message>, Status> {
+    async fn edit_message(
+        &self,
+        request: Request<pb::EditMessageRequest>,
+    ) -> std::result::Result<Response<pb::Message>, Status> {
         let request = request.into_inner();
         let content = Content::parse(request.content)?;
         let (mut row, _) = self.visible_message(request.message_id, request.caller_id).await?;

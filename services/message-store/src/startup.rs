@@ -10,7 +10,6 @@ use chat_proto::{
 use event_bus::EventPublisher;
 use sql_pool::Db;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
     config::{ContentBackend, Settings},
@@ -18,9 +17,6 @@ use crate::{
     grpc::MessageStoreGrpc,
     store::{MessageStore, migrations},
 };
-
-/// The gRPC service name health is reported under.
-pub const SERVICE_NAME: &str = "chat.messages.v1.MessageStoreService";
 
 pub struct Application {
     listener: TcpListener,
@@ -59,20 +55,13 @@ impl Application {
 
     /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let (reporter, health_service) = tonic_health::server::health_reporter();
         let (db, contents) = (self.db.clone(), self.contents.clone());
-        let health_task = grpc_channel::report_health(reporter, SERVICE_NAME, move || {
+        let check = move || {
             let (db, contents) = (db.clone(), contents.clone());
             async move { db.ping().await && contents.ping().await }
-        });
-        tracing::info!(addr = %self.local_addr, "message-store service listening");
-        let result = tonic::transport::Server::builder()
-            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
-            .add_service(health_service)
-            .add_service(MessageStoreServiceServer::new(self.service))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
-            .await;
-        health_task.abort();
-        result.context("message-store gRPC server failed")
+        };
+        grpc_channel::serve(self.listener, MessageStoreServiceServer::new(self.service), check, shutdown)
+            .await
+            .context("message-store gRPC server failed")
     }
 }

@@ -87,8 +87,10 @@ impl MessageStore {
     /// The message this sender already sent to this chat with this key.
     #[tracing::instrument(skip(self))]
     pub async fn by_client_msg_id(&self, chat_id: i64, sender_id: i64, key: &str) -> Result<Option<MessageRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM message_metadata WHERE chat_id = ? AND sender_id = ? AND client_msg_id = ?");
-        let row = sqlx::query(&sql).bind(chat_id).bind(sender_id).bind(key.to_owned()).fetch_optional(&self.db.pool).await?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM message_metadata WHERE chat_id = ? AND sender_id = ? AND client_msg_id = ?");
+        let row =
+            sqlx::query(&sql).bind(chat_id).bind(sender_id).bind(key.to_owned()).fetch_optional(&self.db.pool).await?;
         Ok(row.as_ref().map(row_from).transpose()?)
     }
 
@@ -169,7 +171,8 @@ impl MessageStore {
             Cursor::Before(id) => ("AND id < ?", "DESC", Some(id)),
             Cursor::After(id) => ("AND id > ?", "ASC", Some(id)),
         };
-        let sql = format!("SELECT {COLUMNS} FROM message_metadata WHERE chat_id = ? {condition} ORDER BY id {order} LIMIT ?");
+        let sql =
+            format!("SELECT {COLUMNS} FROM message_metadata WHERE chat_id = ? {condition} ORDER BY id {order} LIMIT ?");
         let mut query = sqlx::query(&sql).bind(chat_id);
         if let Some(bound) = bound {
             query = query.bind(bound);
@@ -186,7 +189,11 @@ impl MessageStore {
 
     #[tracing::instrument(skip(self))]
     pub async fn mark_edited(&self, id: i64, at_ms: i64) -> Result<()> {
-        sqlx::query("UPDATE message_metadata SET edited_at_ms = ? WHERE id = ?").bind(at_ms).bind(id).execute(&self.db.pool).await?;
+        sqlx::query("UPDATE message_metadata SET edited_at_ms = ? WHERE id = ?")
+            .bind(at_ms)
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
         Ok(())
     }
 

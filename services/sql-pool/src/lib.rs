@@ -11,8 +11,8 @@ use env_config::ConfigError;
 use sqlx::{
     Any, AnyPool, ConnectOptions, Connection, Executor, Row,
     any::{AnyArguments, AnyConnectOptions, AnyPoolOptions},
-    query::Query,
     migrate::Migrator,
+    query::Query,
 };
 use url::Url;
 
@@ -129,9 +129,8 @@ impl Db {
         }
         let options: AnyConnectOptions = url.as_str().parse()?;
         let options = options.disable_statement_logging();
-        let mut pool_options = AnyPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout);
+        let mut pool_options =
+            AnyPoolOptions::new().max_connections(settings.max_connections).acquire_timeout(settings.acquire_timeout);
         if backend == Backend::Sqlite {
             pool_options = pool_options.after_connect(|conn, _| {
                 Box::pin(async move {

@@ -60,3 +60,21 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// Runs an async test body `fn name(backend: Backend)` once on MariaDB and once on SQLite.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn on_mariadb() {
+                super::$name(sql_pool::Backend::MySql).await;
+            }
+
+            #[tokio::test]
+            async fn on_sqlite() {
+                super::$name(sql_pool::Backend::Sqlite).await;
+            }
+        }
+    };
+}

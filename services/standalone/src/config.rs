@@ -30,8 +30,7 @@ impl Settings {
     /// loopback ports of their own choosing.
     pub fn from_env() -> anyhow::Result<Self> {
         let data_dir = PathBuf::from(env_config::string("DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("cannot create DATA_DIR={}", data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create DATA_DIR={}", data_dir.display()))?;
         let secret = match env_config::string("SECRET_KEY") {
             Some(secret) => SecretString::from(secret),
             None => load_or_create_secret(&data_dir)?,

@@ -41,7 +41,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let messages_url = url_of(messages.local_addr())?;
 
     let mut gateway_settings = settings.gateway;
-    gateway_settings.services = gateway::config::ServiceUrls { auth: auth_url, metadata: metadata_url, messages: messages_url };
+    gateway_settings.services =
+        gateway::config::ServiceUrls { auth: auth_url, metadata: metadata_url, messages: messages_url };
     let gateway = gateway::Application::build(gateway_settings, bus, settings.subjects).await?;
     let address = gateway.local_addr();
     tracing::info!(url = %format!("http://{address}"), docs = %format!("http://{address}/docs"), "chat server ready");

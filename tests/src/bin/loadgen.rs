@@ -68,7 +68,9 @@ fn percentiles(mut latencies: Vec<u64>) -> Value {
         return json!(null);
     }
     latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1] as f64 / 1000.0;
+    let at = |q: f64| {
+        latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1] as f64 / 1000.0
+    };
     json!({"p50_ms": at(0.50), "p99_ms": at(0.99), "p999_ms": at(0.999), "max_ms": at(1.0), "samples": latencies.len()})
 }
 
@@ -82,22 +84,27 @@ struct User {
     token: String,
 }
 
-async fn register(http: &reqwest::Client, base: &str, tag: &str) -> anyhow::Result<(User, String, String)> {
+async fn register(http: &reqwest::Client, base: &str, tag: String) -> anyhow::Result<(User, String, String)> {
     let n = now_us();
     let username = format!("lg{tag}{n:x}").chars().take(32).collect::<String>();
     let password = "loadgen-password-1".to_owned();
     let body = json!({"username": username, "email": format!("{username}@example.com"), "password": password});
-    let user: Value = http.post(format!("{base}/api/v1/users/register")).json(&body).send().await?.error_for_status()?.json().await?;
+    let user: Value =
+        http.post(format!("{base}/api/v1/users/register")).json(&body).send().await?.error_for_status()?.json().await?;
     let login = json!({"username": username, "password": password});
-    let token: Value = http.post(format!("{base}/api/v1/users/login")).json(&login).send().await?.error_for_status()?.json().await?;
-    let user = User { id: user["id"].as_i64().context("an id")?, token: token["access_token"].as_str().context("a token")?.to_owned() };
+    let token: Value =
+        http.post(format!("{base}/api/v1/users/login")).json(&login).send().await?.error_for_status()?.json().await?;
+    let user = User {
+        id: user["id"].as_i64().context("an id")?,
+        token: token["access_token"].as_str().context("a token")?.to_owned(),
+    };
     Ok((user, username, password))
 }
 
 async fn users(http: &reqwest::Client, base: &str, count: usize) -> anyhow::Result<Vec<User>> {
     let mut made = Vec::with_capacity(count);
     for chunk in (0..count).collect::<Vec<_>>().chunks(8) {
-        let batch = futures::future::join_all(chunk.iter().map(|n| register(http, base, &n.to_string()))).await;
+        let batch = futures::future::join_all(chunk.iter().map(|n| register(http, base, n.to_string()))).await;
         for result in batch {
             made.push(result?.0);
         }
@@ -108,7 +115,15 @@ async fn users(http: &reqwest::Client, base: &str, count: usize) -> anyhow::Resu
 async fn group(http: &reqwest::Client, base: &str, owner: &User, members: &[&User]) -> anyhow::Result<i64> {
     let ids: Vec<i64> = members.iter().map(|member| member.id).collect();
     let body = json!({"chat_type": "group", "name": "load", "participant_ids": ids});
-    let chat: Value = http.post(format!("{base}/api/v1/chats/")).bearer_auth(&owner.token).json(&body).send().await?.error_for_status()?.json().await?;
+    let chat: Value = http
+        .post(format!("{base}/api/v1/chats/"))
+        .bearer_auth(&owner.token)
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     chat["id"].as_i64().context("a chat id")
 }
 
@@ -151,11 +166,13 @@ where
 async fn login(args: &Args) -> anyhow::Result<()> {
     let base = args.url("base")?;
     let http = reqwest::Client::new();
-    let (_, username, password) = register(&http, &base, "login").await?;
+    let (_, username, password) = register(&http, &base, "login".into()).await?;
     let (clients, seconds) = (args.get("clients", 16)?, args.get("seconds", 10)?);
     let result = closed_loop(clients, seconds, move |_| {
         let (http, base, body) = (http.clone(), base.clone(), json!({"username": username, "password": password}));
-        async move { http.post(format!("{base}/api/v1/users/login")).json(&body).send().await.is_ok_and(|r| r.status() == 200) }
+        async move {
+            http.post(format!("{base}/api/v1/users/login")).json(&body).send().await.is_ok_and(|r| r.status() == 200)
+        }
     })
     .await;
     report("login", result);
@@ -174,7 +191,12 @@ async fn send(args: &Args) -> anyhow::Result<()> {
         let (http, base, tokens) = (http.clone(), base.clone(), tokens.clone());
         async move {
             let body = json!({"chat_id": chat_id, "content": format!("load {client} {}", now_us())});
-            let response = http.post(format!("{base}/api/v1/messages/")).bearer_auth(&tokens[client % tokens.len()]).json(&body).send().await;
+            let response = http
+                .post(format!("{base}/api/v1/messages/"))
+                .bearer_auth(&tokens[client % tokens.len()])
+                .json(&body)
+                .send()
+                .await;
             response.is_ok_and(|r| r.status() == 201)
         }
     })
@@ -233,7 +255,10 @@ async fn idle(args: &Args) -> anyhow::Result<()> {
     let mut sockets = Vec::with_capacity(count);
     let started = Instant::now();
     for chunk in (0..count).collect::<Vec<_>>().chunks(200) {
-        let opened = futures::future::join_all(chunk.iter().map(|n| ChatSocket::connect(&base, chat_id, &people[n % 2].token, None))).await;
+        let opened = futures::future::join_all(
+            chunk.iter().map(|n| ChatSocket::connect(&base, chat_id, &people[n % 2].token, None)),
+        )
+        .await;
         for socket in opened {
             sockets.push(socket?);
         }
@@ -241,7 +266,8 @@ async fn idle(args: &Args) -> anyhow::Result<()> {
     let connect_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(hold)).await;
     let after = rss_kib(pid)?;
-    let stats: Value = http.get(format!("{base}/api/v1/ws/stats")).bearer_auth(&people[0].token).send().await?.json().await?;
+    let stats: Value =
+        http.get(format!("{base}/api/v1/ws/stats")).bearer_auth(&people[0].token).send().await?.json().await?;
     report(
         "idle",
         json!({
@@ -260,7 +286,8 @@ async fn idle(args: &Args) -> anyhow::Result<()> {
 
 async fn fanout(args: &Args) -> anyhow::Result<()> {
     let (base, base2) = (args.url("base")?, args.url("base2")?);
-    let (members, rate, seconds): (usize, u64, u64) = (args.get("members", 100)?, args.get("rate", 200)?, args.get("seconds", 10)?);
+    let (members, rate, seconds): (usize, u64, u64) =
+        (args.get("members", 100)?, args.get("rate", 200)?, args.get("seconds", 10)?);
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     let people = users(&http, &base, members).await?;
     let others: Vec<&User> = people[1..].iter().collect();
@@ -335,7 +362,8 @@ async fn fanout(args: &Args) -> anyhow::Result<()> {
 
 async fn resume(args: &Args) -> anyhow::Result<()> {
     let (base, base2) = (args.url("base")?, args.url("base2")?);
-    let (clients, total, rate): (usize, usize, u64) = (args.get("clients", 20)?, args.get("messages", 300)?, args.get("rate", 100)?);
+    let (clients, total, rate): (usize, usize, u64) =
+        (args.get("clients", 20)?, args.get("messages", 300)?, args.get("rate", 100)?);
     let http = reqwest::Client::new();
     let people = users(&http, &base, clients + 1).await?;
     let others: Vec<&User> = people[1..].iter().collect();
@@ -378,7 +406,12 @@ async fn resume(args: &Args) -> anyhow::Result<()> {
     let interval = Duration::from_micros(1_000_000 / rate.max(1));
     for n in 0..total {
         let body = json!({"chat_id": chat_id, "content": format!("resume {n}")});
-        http.post(format!("{base}/api/v1/messages/")).bearer_auth(&people[0].token).json(&body).send().await?.error_for_status()?;
+        http.post(format!("{base}/api/v1/messages/"))
+            .bearer_auth(&people[0].token)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?;
         tokio::time::sleep(interval).await;
     }
     let mut exact = 0;
@@ -390,7 +423,10 @@ async fn resume(args: &Args) -> anyhow::Result<()> {
             exact += 1;
         }
     }
-    report("resume", json!({"clients": clients, "messages": total, "reconnects": reconnects, "clients_exactly_once_in_order": exact}));
+    report(
+        "resume",
+        json!({"clients": clients, "messages": total, "reconnects": reconnects, "clients_exactly_once_in_order": exact}),
+    );
     anyhow::ensure!(exact == clients, "{} of {clients} clients saw every message exactly once", exact);
     Ok(())
 }

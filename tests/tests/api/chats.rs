@@ -4,9 +4,10 @@ use chat_proto::{
     events::chat_event::Kind,
     metadata::{self as pb, ChatType},
 };
-use chat_tests::{on_both_backends, spawn_deployment_on};
+use chat_tests::spawn_deployment_on;
 use futures::StreamExt;
 use sql_pool::Backend;
+use sql_pool::on_both_backends;
 use tonic::Code;
 
 fn direct(caller_id: i64, other: i64) -> pb::CreateChatRequest {
@@ -73,7 +74,8 @@ async fn a_group_over_100_or_with_an_unknown_member_is_not_created(backend: Back
     assert_eq!(too_big.code(), Code::FailedPrecondition);
     let unknown = metadata.create_chat(group(users[0], &[users[1], 9_999_999])).await.expect_err("unknown");
     assert_eq!(unknown.code(), Code::NotFound);
-    let listed = metadata.list_chats(pb::ListChatsRequest { caller_id: users[0], limit: 100, offset: 0 }).await.unwrap();
+    let listed =
+        metadata.list_chats(pb::ListChatsRequest { caller_id: users[0], limit: 100, offset: 0 }).await.unwrap();
     assert!(listed.into_inner().chats.is_empty(), "nothing was created");
 }
 on_both_backends!(a_group_over_100_or_with_an_unknown_member_is_not_created);
@@ -121,7 +123,10 @@ async fn membership_changes_are_published_on_the_chats_subject(backend: Backend)
 
     let timeout = std::time::Duration::from_secs(5);
     let added = tokio::time::timeout(timeout, events.next()).await.expect("an event").expect("a stream");
-    assert!(matches!(added.kind, Some(Kind::ParticipantAdded(ref c)) if c.user_id == users[2] && c.by_user_id == users[0]), "{added:?}");
+    assert!(
+        matches!(added.kind, Some(Kind::ParticipantAdded(ref c)) if c.user_id == users[2] && c.by_user_id == users[0]),
+        "{added:?}"
+    );
     let removed = tokio::time::timeout(timeout, events.next()).await.expect("an event").expect("a stream");
     assert!(matches!(removed.kind, Some(Kind::ParticipantRemoved(ref c)) if c.user_id == users[1]), "{removed:?}");
 }

@@ -6,9 +6,10 @@ use chat_proto::{
     messages::{self as pb, get_history_request::Cursor},
     metadata::{self as metadata_pb, ChatType},
 };
-use chat_tests::{TestDeployment, on_both_backends, spawn_deployment_on};
+use chat_tests::{TestDeployment, spawn_deployment_on};
 use futures::StreamExt;
 use sql_pool::Backend;
+use sql_pool::on_both_backends;
 use tonic::Code;
 
 async fn group_of(app: &TestDeployment, size: usize) -> (i64, Vec<i64>) {
@@ -33,7 +34,13 @@ fn send(sender_id: i64, chat_id: i64, content: &str, client_msg_id: Option<&str>
     }
 }
 
-async fn history(app: &TestDeployment, caller_id: i64, chat_id: i64, limit: u32, cursor: Option<Cursor>) -> pb::HistoryPage {
+async fn history(
+    app: &TestDeployment,
+    caller_id: i64,
+    chat_id: i64,
+    limit: u32,
+    cursor: Option<Cursor>,
+) -> pb::HistoryPage {
     let request = pb::GetHistoryRequest { caller_id, chat_id, limit, cursor };
     app.messages().await.get_history(request).await.expect("a page").into_inner()
 }
@@ -59,7 +66,10 @@ async fn twenty_concurrent_senders_get_seq_1_to_n_with_no_gap(backend: Backend) 
     assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>(), "seq follows id order with no gap and no repeat");
 
     let stored = history(&app, users[0], chat_id, 100, None).await;
-    assert_eq!(stored.messages.iter().map(|m| (m.id, m.seq)).collect::<Vec<_>>(), sent.iter().map(|m| (m.id, m.seq)).collect::<Vec<_>>());
+    assert_eq!(
+        stored.messages.iter().map(|m| (m.id, m.seq)).collect::<Vec<_>>(),
+        sent.iter().map(|m| (m.id, m.seq)).collect::<Vec<_>>()
+    );
 
     let mut orders = Vec::new();
     for listener in [&mut first_listener, &mut second_listener] {
@@ -90,7 +100,9 @@ async fn a_retried_client_msg_id_returns_the_original_once(backend: Backend) {
     let sender = users[1];
     let retries = (0..8).map(|_| {
         let mut client = client.clone();
-        async move { client.send_message(send(sender, chat_id, "only once", Some("key-1"))).await.expect("sent").into_inner() }
+        async move {
+            client.send_message(send(sender, chat_id, "only once", Some("key-1"))).await.expect("sent").into_inner()
+        }
     });
     let responses = futures::future::join_all(retries).await;
     let id = responses[0].message.as_ref().unwrap().id;
@@ -99,7 +111,8 @@ async fn a_retried_client_msg_id_returns_the_original_once(backend: Backend) {
     assert_eq!(history(&app, users[0], chat_id, 10, None).await.messages.len(), 1);
     assert_eq!(app.db_content_rows("only once").await, 1, "no orphaned content is left behind");
 
-    let other_sender = client.clone().send_message(send(users[0], chat_id, "same key, other sender", Some("key-1"))).await;
+    let other_sender =
+        client.clone().send_message(send(users[0], chat_id, "same key, other sender", Some("key-1"))).await;
     assert!(other_sender.unwrap().into_inner().created, "the key is per sender");
 }
 on_both_backends!(a_retried_client_msg_id_returns_the_original_once);
@@ -110,7 +123,16 @@ async fn history_pages_back_and_forth_with_has_more(backend: Backend) {
     let mut client = app.messages().await;
     let mut ids = Vec::new();
     for n in 0..7 {
-        ids.push(client.send_message(send(users[0], chat_id, &format!("m{n}"), None)).await.unwrap().into_inner().message.unwrap().id);
+        ids.push(
+            client
+                .send_message(send(users[0], chat_id, &format!("m{n}"), None))
+                .await
+                .unwrap()
+                .into_inner()
+                .message
+                .unwrap()
+                .id,
+        );
     }
     let page_ids = |page: &pb::HistoryPage| page.messages.iter().map(|m| m.id).collect::<Vec<_>>();
     let newest = history(&app, users[1], chat_id, 3, None).await;
@@ -132,7 +154,8 @@ async fn edits_and_deletes_change_storage_and_are_published(backend: Backend) {
     let (chat_id, users) = group_of(&app, 3).await;
     let (admin, sender, member) = (users[0], users[1], users[2]);
     let mut client = app.messages().await;
-    let message = client.send_message(send(sender, chat_id, "secret draft", None)).await.unwrap().into_inner().message.unwrap();
+    let message =
+        client.send_message(send(sender, chat_id, "secret draft", None)).await.unwrap().into_inner().message.unwrap();
     let mut events = app.chat_events(chat_id).await;
 
     let by_other = pb::EditMessageRequest { caller_id: member, message_id: message.id, content: "hijack".into() };
@@ -143,7 +166,10 @@ async fn edits_and_deletes_change_storage_and_are_published(backend: Backend) {
     assert_eq!(app.db_content_rows("secret draft").await, 0, "the old text is gone");
 
     let by_member = pb::DeleteMessageRequest { caller_id: member, message_id: message.id };
-    assert_eq!(client.delete_message(by_member).await.expect_err("not sender nor admin").code(), Code::PermissionDenied);
+    assert_eq!(
+        client.delete_message(by_member).await.expect_err("not sender nor admin").code(),
+        Code::PermissionDenied
+    );
     let by_admin = pb::DeleteMessageRequest { caller_id: admin, message_id: message.id };
     assert!(client.delete_message(by_admin.clone()).await.unwrap().into_inner().deleted);
     assert!(!client.delete_message(by_admin).await.unwrap().into_inner().deleted, "a second delete changes nothing");

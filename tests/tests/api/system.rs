@@ -25,7 +25,9 @@ async fn docs_pages_and_their_assets_are_served_by_the_gateway() {
     assert_eq!(swagger.status(), 200);
     let page = swagger.text().await.unwrap();
     assert!(page.contains("swagger-ui"));
-    for asset in ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/swagger-initializer.js", "/docs/index.css"] {
+    for asset in
+        ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/docs/swagger-initializer.js", "/docs/index.css"]
+    {
         assert!(page.contains(asset), "/docs links {asset}");
         let response = app.http.get(app.url(asset)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{asset}");

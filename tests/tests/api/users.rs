@@ -92,7 +92,8 @@ async fn users_are_looked_up_by_id_publicly() {
     let app = spawn_deployment().await;
     let ada = app.user("ada").await;
     let bob = app.user("bob").await;
-    let response = app.http.get(app.url(&format!("/api/v1/users/{}", bob.id))).bearer_auth(&ada.token).send().await.unwrap();
+    let response =
+        app.http.get(app.url(&format!("/api/v1/users/{}", bob.id))).bearer_auth(&ada.token).send().await.unwrap();
     let found: Value = response.json().await.unwrap();
     assert_eq!((found["id"].as_i64(), found.get("email")), (Some(bob.id), None));
     let missing = app.http.get(app.url("/api/v1/users/9007199254740991")).bearer_auth(&ada.token).send().await.unwrap();

@@ -16,14 +16,22 @@ const WAIT: Duration = Duration::from_secs(5);
 async fn group(app: &TestDeployment, base_url: &str, owner: &TestUser, members: &[&TestUser]) -> i64 {
     let ids: Vec<i64> = members.iter().map(|member| member.id).collect();
     let body = json!({"chat_type": "group", "name": "cluster", "participant_ids": ids});
-    let response = app.http.post(format!("{base_url}/api/v1/chats/")).bearer_auth(&owner.token).json(&body).send().await.unwrap();
+    let response =
+        app.http.post(format!("{base_url}/api/v1/chats/")).bearer_auth(&owner.token).json(&body).send().await.unwrap();
     assert_eq!(response.status(), 201);
     response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
 }
 
 async fn send(app: &TestDeployment, base_url: &str, sender: &TestUser, chat_id: i64, content: &str) -> Value {
     let body = json!({"chat_id": chat_id, "content": content});
-    let response = app.http.post(format!("{base_url}/api/v1/messages/")).bearer_auth(&sender.token).json(&body).send().await.unwrap();
+    let response = app
+        .http
+        .post(format!("{base_url}/api/v1/messages/"))
+        .bearer_auth(&sender.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 201, "{:?}", response.text().await);
     response.json().await.unwrap()
 }
@@ -35,7 +43,9 @@ async fn collect(socket: &mut ChatSocket, count: usize, wait: Duration) -> Vec<(
     while received.len() < count {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match socket.expect("new_message", left).await {
-            Ok(frame) => received.push((frame["message"]["id"].as_i64().unwrap(), frame["message"]["seq"].as_i64().unwrap())),
+            Ok(frame) => {
+                received.push((frame["message"]["id"].as_i64().unwrap(), frame["message"]["seq"].as_i64().unwrap()))
+            }
             Err(_) => break,
         }
     }
@@ -102,7 +112,16 @@ async fn presence_and_typing_cross_replicas() {
     assert_eq!(online(&app, &a, &alice, chat_id).await, both, "replica A sees B's user");
     assert_eq!(online(&app, &b, &bob, chat_id).await, both, "replica B sees A's user");
 
-    let stats: Value = app.http.get(format!("{b}/api/v1/ws/stats")).bearer_auth(&bob.token).send().await.unwrap().json().await.unwrap();
+    let stats: Value = app
+        .http
+        .get(format!("{b}/api/v1/ws/stats"))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["connections"], 1);
     assert_eq!(stats["cluster"]["replicas"], 2, "{stats}");
 
@@ -146,7 +165,8 @@ async fn clients_of_a_killed_replica_resume_on_the_other_exactly_once() {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             while received.len() < TOTAL && tokio::time::Instant::now() < deadline {
                 match socket.expect("new_message", Duration::from_secs(5)).await {
-                    Ok(frame) => received.push((frame["message"]["id"].as_i64().unwrap(), frame["message"]["seq"].as_i64().unwrap())),
+                    Ok(frame) => received
+                        .push((frame["message"]["id"].as_i64().unwrap(), frame["message"]["seq"].as_i64().unwrap())),
                     Err(Some(Closed::Dropped | Closed::Code(_))) => {
                         // The replica is gone: resume on the other one after the last message seen.
                         let after = received.last().map_or(0, |(id, _)| *id);
@@ -177,7 +197,10 @@ async fn a_killed_replicas_users_go_offline_within_seconds() {
     assert_eq!(alice_socket.expect("user_joined", WAIT).await.unwrap()["user_id"], bob.id);
 
     doomed.kill();
-    let left = alice_socket.expect("user_left", Duration::from_secs(12)).await.expect("user_left once the replica's heartbeats stop");
+    let left = alice_socket
+        .expect("user_left", Duration::from_secs(12))
+        .await
+        .expect("user_left once the replica's heartbeats stop");
     assert_eq!(left["user_id"], bob.id);
     assert_eq!(online(&app, &survivor, &alice, chat_id).await, vec![alice.id]);
 }
@@ -212,4 +235,67 @@ async fn a_bus_restart_mid_stream_loses_no_message() {
     for (n, received) in results.iter().enumerate() {
         assert_exactly_once_in_order(received, TOTAL, &format!("socket {n}"));
     }
+}
+
+#[tokio::test]
+async fn a_token_that_expires_closes_its_socket_with_4401() {
+    let app = spawn_deployment().await;
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let chat_id = group(&app, &app.base_url, &alice, &[&bob]).await;
+    let settings = access_token::TokenSettings {
+        secret: chat_tests::SECRET.into(),
+        algorithm: access_token::Algorithm::HS256,
+        ttl: Duration::from_secs(2),
+    };
+    let short_lived = access_token::TokenIssuer::new(&settings).issue(bob.id, &bob.username).unwrap();
+    let mut socket = ChatSocket::connect_ready(&app.base_url, chat_id, &short_lived, None).await.unwrap();
+    let ended = loop {
+        match socket.next_frame(Duration::from_secs(6)).await {
+            Ok(_) => continue,
+            Err(ended) => break ended,
+        }
+    };
+    assert_eq!(ended, Some(Closed::Code(4401)), "closed when the token expired");
+}
+
+#[tokio::test]
+async fn a_reader_that_cannot_keep_up_is_closed_with_1013_and_slows_nobody() {
+    let app = spawn_deployment().await;
+    let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
+    let chat_id = group(&app, &app.base_url, &alice, &[&bob, &carol]).await;
+    // Bob connects and never reads: the kernel's buffers fill, then his queue of 256 frames.
+    let mut stuck = ChatSocket::connect_ready(&app.base_url, chat_id, &bob.token, None).await.unwrap();
+    let mut reader = ChatSocket::connect_ready(&app.base_url, chat_id, &carol.token, None).await.unwrap();
+    const TOTAL: usize = 800;
+    let big = "x".repeat(9_000);
+    let sender = async {
+        for _ in 0..TOTAL {
+            send(&app, &app.base_url, &alice, chat_id, &big).await;
+        }
+    };
+    let (_, received) = tokio::join!(sender, collect(&mut reader, TOTAL, Duration::from_secs(60)));
+    assert_exactly_once_in_order(&received, TOTAL, "the reader that keeps up");
+    let stats: Value = app
+        .http
+        .get(format!("{}/api/v1/ws/stats", app.base_url))
+        .bearer_auth(&carol.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["connections"], 1, "the slow reader's socket is gone: {stats}");
+    let mut delivered = 0;
+    let ended = loop {
+        match stuck.next_frame(Duration::from_secs(5)).await {
+            Ok(frame) if frame["type"] == "new_message" => delivered += 1,
+            Ok(_) => {}
+            Err(ended) => break ended,
+        }
+    };
+    assert!(delivered < TOTAL, "the slow reader was cut off ({delivered} of {TOTAL})");
+    // The 1013 close frame goes out when the peer's buffers have room for it; a
+    // peer that never reads sees the connection end instead.
+    assert!(matches!(ended, Some(Closed::Code(1013) | Closed::Dropped)), "{ended:?}");
 }

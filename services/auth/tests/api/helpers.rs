@@ -30,9 +30,9 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     let db = TestDatabase::new(backend, "auth");
     let mut settings = Settings::from_env_with(db.url.clone(), SecretString::from(SECRET)).expect("test settings");
     settings.grpc_addr = "127.0.0.1:0".parse().expect("an address");
-    let app = Application::build(settings).await.unwrap_or_else(|error| {
-        panic!("cannot start the auth service on {backend:?} ({}): {error:#}", db.url)
-    });
+    let app = Application::build(settings)
+        .await
+        .unwrap_or_else(|error| panic!("cannot start the auth service on {backend:?} ({}): {error:#}", db.url));
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async {
@@ -73,24 +73,6 @@ impl TestApp {
         let request = pb::LoginRequest { username: username.into(), password: password.into() };
         self.client.clone().login(request).await.map(tonic::Response::into_inner)
     }
-}
-
-/// Runs an async test body once on MariaDB and once on SQLite.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn on_mariadb() {
-                super::$name(sql_pool::Backend::MySql).await;
-            }
-
-            #[tokio::test]
-            async fn on_sqlite() {
-                super::$name(sql_pool::Backend::Sqlite).await;
-            }
-        }
-    };
 }
 
 /// The field an INVALID_ARGUMENT or ALREADY_EXISTS status names.

@@ -4,10 +4,9 @@ use chat_proto::auth as pb;
 use sql_pool::Backend;
 use tonic::Code;
 
-use crate::{
-    helpers::{SECRET, registration, spawn_app},
-    on_both_backends,
-};
+use sql_pool::on_both_backends;
+
+use crate::helpers::{SECRET, registration, spawn_app};
 
 async fn login_by_username_or_email_issues_a_verifiable_token(backend: Backend) {
     let app = spawn_app(backend).await;

@@ -4,10 +4,9 @@ use chat_proto::auth as pb;
 use sql_pool::Backend;
 use tonic::Code;
 
-use crate::{
-    helpers::{TestApp, field_of, registration, spawn_app},
-    on_both_backends,
-};
+use sql_pool::on_both_backends;
+
+use crate::helpers::{TestApp, field_of, registration, spawn_app};
 
 async fn update(app: &TestApp, request: pb::UpdateUserRequest) -> Result<pb::User, tonic::Status> {
     app.client.clone().update_user(request).await.map(tonic::Response::into_inner)
@@ -16,19 +15,23 @@ async fn update(app: &TestApp, request: pb::UpdateUserRequest) -> Result<pb::Use
 async fn email_and_full_name_change_and_full_name_clears(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.register(registration("ada")).await.expect("registered");
-    let changed = update(&app, pb::UpdateUserRequest {
-        id: user.id,
-        email: Some("New.Address@Example.org".into()),
-        full_name: Some("Ada L.".into()),
-        ..Default::default()
-    })
+    let changed = update(
+        &app,
+        pb::UpdateUserRequest {
+            id: user.id,
+            email: Some("New.Address@Example.org".into()),
+            full_name: Some("Ada L.".into()),
+            ..Default::default()
+        },
+    )
     .await
     .expect("updated");
     assert_eq!((changed.email.as_str(), changed.full_name.as_deref()), ("new.address@example.org", Some("Ada L.")));
 
-    let cleared = update(&app, pb::UpdateUserRequest { id: user.id, full_name: Some(String::new()), ..Default::default() })
-        .await
-        .expect("cleared");
+    let cleared =
+        update(&app, pb::UpdateUserRequest { id: user.id, full_name: Some(String::new()), ..Default::default() })
+            .await
+            .expect("cleared");
     assert_eq!(cleared.full_name, None);
     assert_eq!(cleared.email, "new.address@example.org");
 }
@@ -38,13 +41,10 @@ async fn a_taken_email_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let ada = app.register(registration("ada")).await.expect("registered");
     let bob = app.register(registration("bob")).await.expect("registered");
-    let status = update(&app, pb::UpdateUserRequest {
-        id: ada.id,
-        email: Some(bob.email.to_uppercase()),
-        ..Default::default()
-    })
-    .await
-    .expect_err("taken");
+    let status =
+        update(&app, pb::UpdateUserRequest { id: ada.id, email: Some(bob.email.to_uppercase()), ..Default::default() })
+            .await
+            .expect_err("taken");
     assert_eq!((status.code(), field_of(&status)), (Code::AlreadyExists, "email"));
 }
 on_both_backends!(a_taken_email_is_refused);

@@ -3,10 +3,9 @@
 use sql_pool::Backend;
 use tonic::Code;
 
-use crate::{
-    helpers::{field_of, registration, spawn_app},
-    on_both_backends,
-};
+use sql_pool::on_both_backends;
+
+use crate::helpers::{field_of, registration, spawn_app};
 
 async fn registered_user_is_returned_with_a_lowercase_email(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -44,11 +43,31 @@ on_both_backends!(username_and_email_are_unique_in_any_case);
 async fn invalid_fields_are_named(backend: Backend) {
     let app = spawn_app(backend).await;
     let cases = [
-        ("username", { let mut r = registration("x"); r.username = "ab".into(); r }),
-        ("username", { let mut r = registration("x"); r.username = "has space".into(); r }),
-        ("email", { let mut r = registration("x"); r.email = "not-an-email".into(); r }),
-        ("password", { let mut r = registration("x"); r.password = "7chars!".into(); r }),
-        ("full_name", { let mut r = registration("x"); r.full_name = Some("f".repeat(101)); r }),
+        ("username", {
+            let mut r = registration("x");
+            r.username = "ab".into();
+            r
+        }),
+        ("username", {
+            let mut r = registration("x");
+            r.username = "has space".into();
+            r
+        }),
+        ("email", {
+            let mut r = registration("x");
+            r.email = "not-an-email".into();
+            r
+        }),
+        ("password", {
+            let mut r = registration("x");
+            r.password = "7chars!".into();
+            r
+        }),
+        ("full_name", {
+            let mut r = registration("x");
+            r.full_name = Some("f".repeat(101));
+            r
+        }),
     ];
     for (field, request) in cases {
         let status = app.register(request).await.expect_err(field);

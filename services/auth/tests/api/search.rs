@@ -4,10 +4,9 @@ use chat_proto::auth as pb;
 use sql_pool::Backend;
 use tonic::Code;
 
-use crate::{
-    helpers::{TestApp, field_of, registration, spawn_app},
-    on_both_backends,
-};
+use sql_pool::on_both_backends;
+
+use crate::helpers::{TestApp, field_of, registration, spawn_app};
 
 async fn add(app: &TestApp, username: &str, full_name: Option<&str>) -> pb::User {
     let mut request = registration("x");
@@ -66,7 +65,9 @@ on_both_backends!(like_wildcards_are_plain_characters);
 
 async fn queries_and_limits_out_of_range_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
-    for (query, limit, field) in [("", 10, "q"), (&*"q".repeat(65), 10, "q"), ("abc", 0, "limit"), ("abc", 101, "limit")] {
+    for (query, limit, field) in
+        [("", 10, "q"), (&*"q".repeat(65), 10, "q"), ("abc", 0, "limit"), ("abc", 101, "limit")]
+    {
         let request = pb::SearchUsersRequest { query: query.into(), limit, offset: 0, exclude_user_id: 0 };
         let status = app.client.clone().search_users(request).await.expect_err("refused");
         assert_eq!((status.code(), field_of(&status)), (Code::InvalidArgument, field));

@@ -32,7 +32,8 @@ pub async fn send_as(
         client_msg_id,
     };
     let response = state.messages.clone().send_message(request).await.map_err(messages_error)?.into_inner();
-    let message = response.message.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("SendMessage returned nothing")))?;
+    let message =
+        response.message.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("SendMessage returned nothing")))?;
     Ok((message, response.created))
 }
 

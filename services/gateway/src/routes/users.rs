@@ -83,7 +83,11 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Js
         _ => auth_error(status),
     })?;
     let response = response.into_inner();
-    Ok(Json(Token { access_token: response.access_token, token_type: response.token_type, expires_in: response.expires_in }))
+    Ok(Json(Token {
+        access_token: response.access_token,
+        token_type: response.token_type,
+        expires_in: response.expires_in,
+    }))
 }
 
 async fn fetch_user(state: &AppState, id: i64) -> Result<pb::User, ApiError> {
@@ -152,12 +156,7 @@ pub async fn search(
     AppQuery(params): AppQuery<SearchParams>,
 ) -> Result<Json<Vec<UserPublic>>, ApiError> {
     let (limit, offset) = page(params.limit, params.offset, 20)?;
-    let request = pb::SearchUsersRequest {
-        query: params.q,
-        limit,
-        offset,
-        exclude_user_id: caller.user_id,
-    };
+    let request = pb::SearchUsersRequest { query: params.q, limit, offset, exclude_user_id: caller.user_id };
     let users = state.auth.clone().search_users(request).await.map_err(auth_error)?.into_inner().users;
     Ok(Json(users.into_iter().map(Into::into).collect()))
 }

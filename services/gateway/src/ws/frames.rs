@@ -24,7 +24,9 @@ pub enum ServerFrame {
 
 impl ServerFrame {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| r#"{"type":"error","code":"unavailable","detail":"cannot encode a frame","client_msg_id":null}"#.into())
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"unavailable","detail":"cannot encode a frame","client_msg_id":null}"#.into()
+        })
     }
 }
 
@@ -120,7 +122,10 @@ mod tests {
             parse_client_frame(r#"{"type":"message","content":"hé","client_msg_id":"c1"}"#, 7),
             Ok(ClientFrame::Message { content: "hé".into(), client_msg_id: Some("c1".into()) })
         );
-        assert_eq!(parse_client_frame(r#"{"type":"typing","content":"stop"}"#, 7), Ok(ClientFrame::Typing { started: false }));
+        assert_eq!(
+            parse_client_frame(r#"{"type":"typing","content":"stop"}"#, 7),
+            Ok(ClientFrame::Typing { started: false })
+        );
     }
 
     #[test]
@@ -129,7 +134,10 @@ mod tests {
         assert_eq!(code_of("[1,2]"), (ErrorCode::BadFrame, None));
         assert_eq!(code_of(r#"{"client_msg_id":"k"}"#), (ErrorCode::BadFrame, Some("k".into())));
         assert_eq!(code_of(r#"{"type":"dance","client_msg_id":"k"}"#), (ErrorCode::BadFrame, Some("k".into())));
-        assert_eq!(code_of(r#"{"type":"message","chat_id":8,"content":"x","client_msg_id":"k"}"#), (ErrorCode::Forbidden, Some("k".into())));
+        assert_eq!(
+            code_of(r#"{"type":"message","chat_id":8,"content":"x","client_msg_id":"k"}"#),
+            (ErrorCode::Forbidden, Some("k".into()))
+        );
         assert_eq!(code_of(r#"{"type":"message","chat_id":"7","content":"x"}"#), (ErrorCode::BadFrame, None));
         assert_eq!(code_of(r#"{"type":"message"}"#), (ErrorCode::Validation, None));
         assert_eq!(code_of(r#"{"type":"typing","content":"maybe"}"#), (ErrorCode::Validation, None));

@@ -22,8 +22,13 @@ use std::{
 
 use bytes::Bytes;
 use chat_proto::{
-    events::{ChatEvent, PresenceAnswer, PresenceEvent, PresenceQuery, ReplicaHeartbeat, TypingEvent, chat_event::Kind},
-    messages::{self as messages_pb, GetHistoryRequest, get_history_request::Cursor, message_store_service_client::MessageStoreServiceClient},
+    events::{
+        ChatEvent, PresenceAnswer, PresenceEvent, PresenceQuery, ReplicaHeartbeat, TypingEvent, chat_event::Kind,
+    },
+    messages::{
+        self as messages_pb, GetHistoryRequest, get_history_request::Cursor,
+        message_store_service_client::MessageStoreServiceClient,
+    },
 };
 use event_bus::{Bus, Subjects, Subscription, now_ms};
 use futures::StreamExt;
@@ -63,7 +68,10 @@ pub const CLOSE_TOO_SLOW: u16 = 1013;
 pub enum Outbound {
     Frame(Arc<str>),
     /// A `new_message` frame, with its id so that the socket drops what it already sent.
-    Message { id: i64, json: Arc<str> },
+    Message {
+        id: i64,
+        json: Arc<str>,
+    },
 }
 
 struct SocketHandle {
@@ -353,7 +361,9 @@ impl Hub {
     /// Queues a frame for one socket only (pong, error, an idempotent send's original).
     pub async fn send_to(&self, chat_id: i64, socket_id: u64, outbound: Outbound) {
         let rooms = self.inner.rooms.lock().await;
-        if let Some(handle) = rooms.get(&chat_id).and_then(|room| lock(&room.sockets).get(&socket_id).map(|h| h.queue.clone())) {
+        if let Some(handle) =
+            rooms.get(&chat_id).and_then(|room| lock(&room.sockets).get(&socket_id).map(|h| h.queue.clone()))
+        {
             let _ = handle.try_send(outbound);
         }
     }
@@ -470,7 +480,9 @@ impl Inner {
                     order.last_seq = Some(0);
                 }
             }
-            Err(status) => tracing::warn!(chat_id = room.chat_id, code = ?status.code(), "no history baseline; taking the bus as it comes"),
+            Err(status) => {
+                tracing::warn!(chat_id = room.chat_id, code = ?status.code(), "no history baseline; taking the bus as it comes")
+            }
         }
     }
 
@@ -520,11 +532,21 @@ impl Inner {
                 room.broadcast_frame(&frame, None);
             }
             Some(Kind::ParticipantAdded(change)) => {
-                let frame = ServerFrame::ParticipantAdded { user_id: change.user_id, by_user_id: change.by_user_id, chat_id, timestamp };
+                let frame = ServerFrame::ParticipantAdded {
+                    user_id: change.user_id,
+                    by_user_id: change.by_user_id,
+                    chat_id,
+                    timestamp,
+                };
                 room.broadcast_frame(&frame, None);
             }
             Some(Kind::ParticipantRemoved(change)) => {
-                let frame = ServerFrame::ParticipantRemoved { user_id: change.user_id, by_user_id: change.by_user_id, chat_id, timestamp };
+                let frame = ServerFrame::ParticipantRemoved {
+                    user_id: change.user_id,
+                    by_user_id: change.by_user_id,
+                    chat_id,
+                    timestamp,
+                };
                 room.broadcast_frame(&frame, None);
                 // Their sockets hear that much, then nothing more: out of the room, closed with 4403.
                 let had_local = {
@@ -569,7 +591,8 @@ impl Inner {
         let now = Instant::now();
         let expired: Vec<i64> = {
             let mut typing = lock(&room.typing);
-            let expired = typing.iter().filter(|(_, deadline)| **deadline <= now).map(|(user, _)| *user).collect::<Vec<_>>();
+            let expired =
+                typing.iter().filter(|(_, deadline)| **deadline <= now).map(|(user, _)| *user).collect::<Vec<_>>();
             for user in &expired {
                 typing.remove(user);
             }
@@ -695,7 +718,11 @@ async fn answer_loop(hub: std::sync::Weak<Inner>, mut queries: Subscription) {
     while let Some(payload) = queries.next().await {
         let Some(inner) = hub.upgrade() else { return };
         let Ok(query) = PresenceQuery::decode(payload) else { continue };
-        let answer = PresenceAnswer { replica: inner.replica.clone(), chat_id: query.chat_id, user_ids: inner.local_users(query.chat_id).await };
+        let answer = PresenceAnswer {
+            replica: inner.replica.clone(),
+            chat_id: query.chat_id,
+            user_ids: inner.local_users(query.chat_id).await,
+        };
         inner.publish(query.reply_subject, answer.encode_to_vec()).await;
     }
 }

@@ -13,7 +13,6 @@ use axum::{
     http::{HeaderMap, Uri, header},
     response::{IntoResponse, Response},
 };
-use chat_proto::metadata::CheckMembershipRequest;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -54,9 +53,12 @@ pub async fn connect(
 ) -> Response {
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return ApiError::BadRequest(format!("a WebSocket upgrade is expected: {rejection}")).into_response(),
+        Err(rejection) => {
+            return ApiError::BadRequest(format!("a WebSocket upgrade is expected: {rejection}")).into_response();
+        }
     };
-    let query: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    let query: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
     let (token, as_subprotocol) = token_of(&query, &headers);
     let after = query.iter().find(|(key, _)| key == "after").map(|(_, value)| value.clone());
     let request = socket::ConnectRequest { chat_id, token, after };
@@ -125,19 +127,7 @@ pub async fn online(
     caller: AuthUser,
     AppPath(chat_id): AppPath<i64>,
 ) -> Result<Json<Online>, ApiError> {
-    let membership = state
-        .metadata
-        .clone()
-        .check_membership(CheckMembershipRequest { chat_id, user_id: caller.user_id })
-        .await
-        .map_err(|status| ApiError::from_status(status, "the chat-metadata service"))?
-        .into_inner();
-    if !membership.chat_exists {
-        return Err(ApiError::NotFound("chat not found".into()));
-    }
-    if !membership.is_participant {
-        return Err(ApiError::Forbidden("you are not a participant of this chat".into()));
-    }
+    state.require_participant(chat_id, caller.user_id).await?;
     let online_user_ids = state.hub.online(chat_id).await;
     Ok(Json(Online { chat_id, count: online_user_ids.len(), online_user_ids }))
 }

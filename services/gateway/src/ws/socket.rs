@@ -4,10 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
-use chat_proto::{
-    messages::{GetHistoryRequest, get_history_request::Cursor},
-    metadata::CheckMembershipRequest,
-};
+use chat_proto::messages::{GetHistoryRequest, get_history_request::Cursor};
 use futures::{SinkExt, StreamExt, stream::SplitSink};
 
 use super::{
@@ -44,10 +41,16 @@ pub struct ConnectRequest {
 
 type Sink = SplitSink<WebSocket, WsMessage>;
 
+/// How long a close frame may wait for room in a slow peer's buffers.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 async fn close(sink: &mut Sink, code: u16, reason: &str) {
     let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
-    let _ = sink.send(WsMessage::Close(Some(frame))).await;
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        let _ = sink.send(WsMessage::Close(Some(frame))).await;
+        let _ = sink.close().await;
+    })
+    .await;
 }
 
 async fn send_text(sink: &mut Sink, json: &str) -> bool {
@@ -60,21 +63,18 @@ async fn admit(state: &AppState, request: &ConnectRequest) -> Result<(AuthUser, 
     let caller = AuthUser::from_token(state, token).map_err(|_| (CLOSE_UNAUTHORIZED, "invalid or expired token"))?;
     let after = match &request.after {
         None => None,
-        Some(raw) => Some(raw.parse::<i64>().ok().filter(|after| *after >= 0).ok_or((CLOSE_POLICY, "after must be a non-negative integer"))?),
+        Some(raw) => Some(
+            raw.parse::<i64>()
+                .ok()
+                .filter(|after| *after >= 0)
+                .ok_or((CLOSE_POLICY, "after must be a non-negative integer"))?,
+        ),
     };
-    let membership = state
-        .metadata
-        .clone()
-        .check_membership(CheckMembershipRequest { chat_id: request.chat_id, user_id: caller.user_id })
-        .await
-        .map_err(|_| (CLOSE_TRY_AGAIN, "chat service unavailable"))?
-        .into_inner();
-    if !membership.chat_exists {
-        return Err((CLOSE_NOT_FOUND, "no such chat"));
-    }
-    if !membership.is_participant {
-        return Err((CLOSE_FORBIDDEN, "not a participant"));
-    }
+    state.require_participant(request.chat_id, caller.user_id).await.map_err(|error| match error {
+        ApiError::NotFound(_) => (CLOSE_NOT_FOUND, "no such chat"),
+        ApiError::Forbidden(_) => (CLOSE_FORBIDDEN, "not a participant"),
+        _ => (CLOSE_TRY_AGAIN, "chat service unavailable"),
+    })?;
     Ok((caller, after))
 }
 
@@ -103,11 +103,28 @@ pub async fn serve(socket: WebSocket, state: AppState, request: ConnectRequest) 
 }
 
 /// Replays the messages after `after`; the id of the last one sent.
-async fn replay(state: &AppState, caller: &AuthUser, chat_id: i64, after: i64, sink: &mut Sink) -> Result<i64, (u16, &'static str)> {
+async fn replay(
+    state: &AppState,
+    caller: &AuthUser,
+    chat_id: i64,
+    after: i64,
+    sink: &mut Sink,
+) -> Result<i64, (u16, &'static str)> {
     let mut last_id = after;
     loop {
-        let request = GetHistoryRequest { caller_id: caller.user_id, chat_id, limit: 100, cursor: Some(Cursor::AfterId(last_id)) };
-        let page = state.messages.clone().get_history(request).await.map_err(|_| (CLOSE_TRY_AGAIN, "history unavailable"))?.into_inner();
+        let request = GetHistoryRequest {
+            caller_id: caller.user_id,
+            chat_id,
+            limit: 100,
+            cursor: Some(Cursor::AfterId(last_id)),
+        };
+        let page = state
+            .messages
+            .clone()
+            .get_history(request)
+            .await
+            .map_err(|_| (CLOSE_TRY_AGAIN, "history unavailable"))?
+            .into_inner();
         for message in page.messages {
             last_id = message.id;
             let json = ServerFrame::NewMessage { chat_id, message: Message::from(message) }.to_json();
@@ -148,14 +165,12 @@ async fn run(
             outbound = queue.recv() => {
                 let Some(outbound) = outbound else {
                     // The hub let go of this socket: it says why on `close`.
-                    return Some(match *close.borrow() {
-                        Some(CLOSE_FORBIDDEN) => (CLOSE_FORBIDDEN, "no longer a participant"),
-                        Some(code) => (code, "too slow: the client could not keep up"),
-                        None => (CLOSE_INTERNAL, "room closed"),
-                    });
+                    return Some(why_closed(*close.borrow()));
                 };
-                if !write(sink, outbound, &mut last_message_id).await {
-                    return None;
+                // A client that stops reading blocks this write; the hub's close signal still ends it.
+                tokio::select! {
+                    written = write(sink, outbound, &mut last_message_id) => if !written { return None },
+                    _ = close.changed() => return Some(why_closed(*close.borrow())),
                 }
             }
             changed = close.changed() => {
@@ -166,9 +181,9 @@ async fn run(
                         while let Ok(outbound) = queue.try_recv() {
                             write(sink, outbound, &mut last_message_id).await;
                         }
-                        return Some((CLOSE_FORBIDDEN, "no longer a participant"));
+                        return Some(why_closed(code));
                     }
-                    Some(code) => return Some((code, "too slow: the client could not keep up")),
+                    Some(_) => return Some(why_closed(code)),
                     None => {}
                 }
             }
@@ -202,6 +217,15 @@ async fn run(
             }
             () = &mut expiry => return Some((CLOSE_UNAUTHORIZED, "token expired")),
         }
+    }
+}
+
+/// The close code and reason for the hub's close signal.
+fn why_closed(code: Option<u16>) -> (u16, &'static str) {
+    match code {
+        Some(CLOSE_FORBIDDEN) => (CLOSE_FORBIDDEN, "no longer a participant"),
+        Some(code) => (code, "too slow: the client could not keep up"),
+        None => (CLOSE_INTERNAL, "room closed"),
     }
 }
 
@@ -246,13 +270,19 @@ async fn handle(state: &AppState, caller: &AuthUser, chat_id: i64, text: &str) -
                 }
                 Err(error) => {
                     let code = match &error {
-                        ApiError::Validation(_) | ApiError::BadRequest(_) | ApiError::PayloadTooLarge { .. } => ErrorCode::Validation,
-                        ApiError::Forbidden(_) | ApiError::NotFound(_) | ApiError::Unauthorized(_) => ErrorCode::Forbidden,
+                        ApiError::Validation(_) | ApiError::BadRequest(_) | ApiError::PayloadTooLarge { .. } => {
+                            ErrorCode::Validation
+                        }
+                        ApiError::Forbidden(_) | ApiError::NotFound(_) | ApiError::Unauthorized(_) => {
+                            ErrorCode::Forbidden
+                        }
                         ApiError::RateLimited { .. } => ErrorCode::RateLimited,
                         _ => ErrorCode::Unavailable,
                     };
                     let detail = match &error {
-                        ApiError::Validation(errors) => errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+                        ApiError::Validation(errors) => {
+                            errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+                        }
                         ApiError::Internal(_) => "internal error".to_owned(),
                         other => other.to_string(),
                     };
