@@ -170,11 +170,12 @@ async fn run(
                 // A client that stops reading blocks this write; the hub's close signal still ends it.
                 tokio::select! {
                     written = write(sink, outbound, &mut last_message_id) => if !written { return None },
-                    _ = close.changed() => return Some(why_closed(*close.borrow())),
+                    Ok(_) = close.wait_for(|code| *code == Some(CLOSE_TRY_AGAIN)) => return Some(why_closed(Some(CLOSE_TRY_AGAIN))),
                 }
             }
             changed = close.changed() => {
-                let code = if changed.is_ok() { *close.borrow() } else { None };
+                // The hub dropping this socket (Err) also ends it, with the last code it set.
+                let code = *close.borrow();
                 match code {
                     Some(CLOSE_FORBIDDEN) => {
                         // What was queued before the removal (its participant_removed frame) goes out first.
@@ -184,6 +185,7 @@ async fn run(
                         return Some(why_closed(code));
                     }
                     Some(_) => return Some(why_closed(code)),
+                    None if changed.is_err() => return Some(why_closed(None)),
                     None => {}
                 }
             }
