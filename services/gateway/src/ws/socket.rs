@@ -150,7 +150,8 @@ async fn run(
 ) -> Option<(u16, &'static str)> {
     let Registration { socket_id, mut queue, mut close } = registration;
     let mut last_message_id = match after {
-        Some(after) => match replay(state, caller, chat_id, after, sink).await {
+        // Boxed, as is `handle` below: the connection's future stays small while it idles.
+        Some(after) => match Box::pin(replay(state, caller, chat_id, after, sink)).await {
             Ok(last) => last,
             Err(refusal) => return Some(refusal),
         },
@@ -192,7 +193,7 @@ async fn run(
             incoming = stream.next() => {
                 match incoming {
                     Some(Ok(WsMessage::Text(text))) => {
-                        if let Some(reply) = handle(state, caller, chat_id, text.as_str()).await {
+                        if let Some(reply) = Box::pin(handle(state, caller, chat_id, text.as_str())).await {
                             state.hub.send_to(chat_id, socket_id, reply).await;
                         }
                     }
