@@ -1,5 +1,7 @@
 //! The binaries refuse bad configuration with one line that names the variable.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 use chat_tests::built_binary;
 
 /// Runs a binary with only these variables; its exit code and standard error.

@@ -153,6 +153,19 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Where NATS is reached when `NATS_URL` is not set.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// The NATS bus named by `NATS_URL` (default [`DEFAULT_NATS_URL`]) and the
+/// subjects of `NATS_SUBJECT_PREFIX`, for a distributed service called `name`.
+pub async fn nats_from_env(name: &str) -> anyhow::Result<(NatsBus, Subjects)> {
+    let url = env_config::url("NATS_URL", &["nats", "tls", "ws", "wss"])?
+        .map_or_else(|| DEFAULT_NATS_URL.to_owned(), |url| url.to_string());
+    let subjects = Subjects::from_env()?;
+    let bus = NatsBus::connect(&url, name).await?;
+    Ok((bus, subjects))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,17 +183,4 @@ mod tests {
             assert!(Subjects::new(bad).is_err(), "{bad:?}");
         }
     }
-}
-
-/// Where NATS is reached when `NATS_URL` is not set.
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-
-/// The NATS bus named by `NATS_URL` (default [`DEFAULT_NATS_URL`]) and the
-/// subjects of `NATS_SUBJECT_PREFIX`, for a distributed service called `name`.
-pub async fn nats_from_env(name: &str) -> anyhow::Result<(NatsBus, Subjects)> {
-    let url = env_config::url("NATS_URL", &["nats", "tls", "ws", "wss"])?
-        .map_or_else(|| DEFAULT_NATS_URL.to_owned(), |url| url.to_string());
-    let subjects = Subjects::from_env()?;
-    let bus = NatsBus::connect(&url, name).await?;
-    Ok((bus, subjects))
 }

@@ -31,11 +31,11 @@ impl LocalBus {
 impl Bus for LocalBus {
     async fn publish(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
         let mut subjects = self.subjects.lock().map_err(|_| BusError::Unavailable("poisoned".into()))?;
-        if let Some(sender) = subjects.get(&subject) {
-            if sender.send(payload).is_err() {
-                // Nobody listens any more: forget the subject.
-                subjects.remove(&subject);
-            }
+        if let Some(sender) = subjects.get(&subject)
+            && sender.send(payload).is_err()
+        {
+            // Nobody listens any more: forget the subject.
+            subjects.remove(&subject);
         }
         Ok(())
     }

@@ -131,12 +131,11 @@ impl MessageStoreGrpc {
         let content = Content::parse(request.content)?;
         let client_msg_id = ClientMsgId::parse(request.client_msg_id)?;
         self.require_participant(request.chat_id, request.sender_id).await?;
-        if let Some(key) = &client_msg_id {
-            if let Some(original) =
+        if let Some(key) = &client_msg_id
+            && let Some(original) =
                 self.store.by_client_msg_id(request.chat_id, request.sender_id, key.as_str()).await?
-            {
-                return Ok((self.with_contents(vec![original]).await?.remove(0), false));
-            }
+        {
+            return Ok((self.with_contents(vec![original]).await?.remove(0), false));
         }
         // Content first, then the metadata that makes the message exist: a crash
         // between the two leaves unreferenced content, never a message without content.

@@ -4,6 +4,8 @@
 //! without `MONGODB_URL` these tests say loudly that they were skipped. The
 //! BSON mapping and query building are unit-tested in `src/content.rs`.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 use message_store::content::{ContentStore, MongoContentStore, StoredContent};
 
 async fn store() -> Option<MongoContentStore> {

@@ -385,7 +385,7 @@ async fn resume(args: &Args) -> anyhow::Result<()> {
                             last_id = frame["message"]["id"].as_i64().unwrap_or(last_id);
                             seqs.push(frame["message"]["seq"].as_i64().unwrap_or(0));
                             // Drop the connection now and then, mid-stream, and resume on either replica.
-                            if seqs.len() % (17 + n) == 0 {
+                            if seqs.len().is_multiple_of(17 + n) {
                                 socket.close().await;
                                 reconnects += 1;
                                 let gateway = &gateways[(n + reconnects as usize) % 2];

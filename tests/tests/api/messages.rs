@@ -171,7 +171,7 @@ async fn edits_and_deletes_change_storage_and_are_published(backend: Backend) {
         Code::PermissionDenied
     );
     let by_admin = pb::DeleteMessageRequest { caller_id: admin, message_id: message.id };
-    assert!(client.delete_message(by_admin.clone()).await.unwrap().into_inner().deleted);
+    assert!(client.delete_message(by_admin).await.unwrap().into_inner().deleted);
     assert!(!client.delete_message(by_admin).await.unwrap().into_inner().deleted, "a second delete changes nothing");
     assert_eq!(app.db_content_rows("final words").await, 0, "deleted content is erased from storage");
     let page = history(&app, sender, chat_id, 10, None).await;

@@ -2,6 +2,8 @@
 //! and in seq order, presence across replicas, a replica killed mid-stream,
 //! and the bus restarted mid-stream.
 
+#![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
+
 use std::{collections::HashSet, time::Duration};
 
 use chat_tests::{
@@ -65,7 +67,7 @@ async fn messages_sent_on_either_replica_reach_every_socket_once_in_seq_order() 
     let (a, b) = (app.base_url.clone(), app.another_gateway().await);
     let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
     let chat_id = group(&app, &a, &alice, &[&bob, &carol]).await;
-    let mut sockets = vec![
+    let mut sockets = [
         ChatSocket::connect_ready(&a, chat_id, &alice.token, None).await.unwrap(),
         ChatSocket::connect_ready(&b, chat_id, &bob.token, None).await.unwrap(),
         ChatSocket::connect_ready(&a, chat_id, &carol.token, None).await.unwrap(),
@@ -212,7 +214,7 @@ async fn a_bus_restart_mid_stream_loses_no_message() {
     let (a, b) = (app.base_url.clone(), app.another_gateway().await);
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
     let chat_id = group(&app, &a, &alice, &[&bob]).await;
-    let mut sockets = vec![
+    let mut sockets = [
         ChatSocket::connect_ready(&a, chat_id, &bob.token, None).await.unwrap(),
         ChatSocket::connect_ready(&b, chat_id, &bob.token, None).await.unwrap(),
         ChatSocket::connect_ready(&b, chat_id, &alice.token, None).await.unwrap(),
@@ -298,4 +300,27 @@ async fn a_reader_that_cannot_keep_up_is_closed_with_1013_and_slows_nobody() {
     // The 1013 close frame goes out when the peer's buffers have room for it; a
     // peer that never reads sees the connection end instead.
     assert!(matches!(ended, Some(Closed::Code(1013) | Closed::Dropped)), "{ended:?}");
+}
+
+#[tokio::test]
+async fn a_typing_start_without_stop_ends_after_10_seconds_on_every_replica() {
+    let app = spawn_deployment().await;
+    let (a, b) = (app.base_url.clone(), app.another_gateway().await);
+    let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
+    let chat_id = group(&app, &a, &alice, &[&bob, &carol]).await;
+    let mut typist = ChatSocket::connect_ready(&a, chat_id, &alice.token, None).await.unwrap();
+    let mut here = ChatSocket::connect_ready(&a, chat_id, &bob.token, None).await.unwrap();
+    let mut there = ChatSocket::connect_ready(&b, chat_id, &carol.token, None).await.unwrap();
+    typist.send(&json!({"type": "typing", "content": "start"})).await.unwrap();
+    let started = std::time::Instant::now();
+    for socket in [&mut here, &mut there] {
+        assert_eq!(socket.expect("typing_started", WAIT).await.unwrap()["user_id"], alice.id);
+    }
+    for socket in [&mut here, &mut there] {
+        let stopped = socket.expect("typing_stopped", Duration::from_secs(13)).await.expect("the start expires");
+        assert_eq!(stopped["user_id"], alice.id);
+    }
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(9_500), "not before 10 s: {waited:?}");
+    assert!(typist.expect("typing_stopped", Duration::from_millis(300)).await.is_err(), "never echoed to the typist");
 }

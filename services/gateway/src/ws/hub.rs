@@ -334,12 +334,12 @@ impl Hub {
         let mut rooms = self.inner.rooms.lock().await;
         let Some(room) = rooms.get(&chat_id).cloned() else { return };
         let removed = lock(&room.sockets).remove(&socket_id);
-        if let Some(handle) = removed {
-            if !room.has_local_user(handle.user_id) {
-                let at_ms = now_ms();
-                room.set_presence(handle.user_id, &self.inner.replica, false, at_ms);
-                self.inner.publish_presence(chat_id, handle.user_id, false, at_ms).await;
-            }
+        if let Some(handle) = removed
+            && !room.has_local_user(handle.user_id)
+        {
+            let at_ms = now_ms();
+            room.set_presence(handle.user_id, &self.inner.replica, false, at_ms);
+            self.inner.publish_presence(chat_id, handle.user_id, false, at_ms).await;
         }
         if lock(&room.sockets).is_empty() {
             rooms.remove(&chat_id);
@@ -454,10 +454,10 @@ impl Inner {
         while !expected.iter().all(|replica| answers.contains_key(replica)) {
             match tokio::time::timeout_at(deadline, replies.next()).await {
                 Ok(Some(payload)) => {
-                    if let Ok(answer) = PresenceAnswer::decode(payload) {
-                        if answer.replica != self.replica {
-                            answers.insert(answer.replica, answer.user_ids);
-                        }
+                    if let Ok(answer) = PresenceAnswer::decode(payload)
+                        && answer.replica != self.replica
+                    {
+                        answers.insert(answer.replica, answer.user_ids);
                     }
                 }
                 _ => break,
@@ -646,11 +646,10 @@ async fn room_loop(
             }
             Some(payload) = presence.next() => {
                 let Some(inner) = hub.upgrade() else { return };
-                if let Ok(event) = PresenceEvent::decode(payload) {
-                    if event.replica != inner.replica {
+                if let Ok(event) = PresenceEvent::decode(payload)
+                    && event.replica != inner.replica {
                         room.set_presence(event.user_id, &event.replica, event.online, event.at_ms);
                     }
-                }
             }
             true = reconnected => {
                 let Some(inner) = hub.upgrade() else { return };
