@@ -25,12 +25,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db = Db::connect(&settings.database_url, &settings.pool).await?;
-        let (mysql, sqlite) = migrations();
-        db.migrate(mysql, sqlite).await.context("user store migrations")?;
-        let listener = TcpListener::bind(settings.grpc_addr)
-            .await
-            .with_context(|| format!("cannot listen on AUTH_GRPC_ADDR={}", settings.grpc_addr))?;
+        let db = Db::open(&settings.database_url, &settings.pool, migrations()).await.context("user store")?;
+        let listener = grpc_channel::bind(settings.grpc_addr, "AUTH_GRPC_ADDR").await?;
         let local_addr = listener.local_addr()?;
         let hasher = PasswordHasher::new(settings.max_concurrent_hashes)?;
         let service = AuthGrpc::new(
@@ -49,11 +45,7 @@ impl Application {
 
     /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let db = self.db.clone();
-        let check = move || {
-            let db = db.clone();
-            async move { db.ping().await }
-        };
+        let check = self.db.health_check();
         grpc_channel::serve(self.listener, AuthServiceServer::new(self.service), check, shutdown)
             .await
             .context("auth gRPC server failed")

@@ -27,12 +27,8 @@ impl Application {
     /// Connects the database (and migrates it) and binds the listener;
     /// membership changes are announced through `events`.
     pub async fn build(settings: Settings, events: EventPublisher) -> anyhow::Result<Self> {
-        let db = Db::connect(&settings.database_url, &settings.pool).await?;
-        let (mysql, sqlite) = migrations();
-        db.migrate(mysql, sqlite).await.context("chat store migrations")?;
-        let listener = TcpListener::bind(settings.grpc_addr)
-            .await
-            .with_context(|| format!("cannot listen on METADATA_GRPC_ADDR={}", settings.grpc_addr))?;
+        let db = Db::open(&settings.database_url, &settings.pool, migrations()).await.context("chat store")?;
+        let listener = grpc_channel::bind(settings.grpc_addr, "METADATA_GRPC_ADDR").await?;
         let local_addr = listener.local_addr()?;
         let auth = AuthServiceClient::new(grpc_channel::lazy(&settings.auth_url)?);
         let service = ChatMetadataGrpc::new(ChatStore::new(db.clone()), auth, events);
@@ -45,11 +41,7 @@ impl Application {
 
     /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let db = self.db.clone();
-        let check = move || {
-            let db = db.clone();
-            async move { db.ping().await }
-        };
+        let check = self.db.health_check();
         grpc_channel::serve(self.listener, ChatMetadataServiceServer::new(self.service), check, shutdown)
             .await
             .context("chat-metadata gRPC server failed")

@@ -64,6 +64,13 @@ where
     })
 }
 
+/// Binds a service's gRPC listener; the error names the variable that set the address.
+pub async fn bind(addr: std::net::SocketAddr, variable: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot listen on {variable}={addr}: {error}"))
+}
+
 /// Serves one gRPC service (with `grpc.health.v1`, kept up to date by
 /// `check`) on `listener` until `shutdown` completes.
 pub async fn serve<S, F, Fut>(

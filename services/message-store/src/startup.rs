@@ -30,9 +30,7 @@ impl Application {
     /// Connects the stores (and migrates the SQL one) and binds the listener;
     /// message events are published through `events`.
     pub async fn build(settings: Settings, events: EventPublisher) -> anyhow::Result<Self> {
-        let db = Db::connect(&settings.database_url, &settings.pool).await?;
-        let (mysql, sqlite) = migrations();
-        db.migrate(mysql, sqlite).await.context("message store migrations")?;
+        let db = Db::open(&settings.database_url, &settings.pool, migrations()).await.context("message store")?;
         let contents: Arc<dyn ContentStore> = match &settings.content {
             ContentBackend::Sql => Arc::new(SqlContentStore::new(db.clone())),
             ContentBackend::MongoDb { url, database } => {
@@ -40,9 +38,7 @@ impl Application {
                 Arc::new(MongoContentStore::connect(url, database).await.context("MONGODB_URL")?)
             }
         };
-        let listener = TcpListener::bind(settings.grpc_addr)
-            .await
-            .with_context(|| format!("cannot listen on MESSAGES_GRPC_ADDR={}", settings.grpc_addr))?;
+        let listener = grpc_channel::bind(settings.grpc_addr, "MESSAGES_GRPC_ADDR").await?;
         let local_addr = listener.local_addr()?;
         let metadata = ChatMetadataServiceClient::new(grpc_channel::lazy(&settings.metadata_url)?);
         let service = MessageStoreGrpc::new(MessageStore::new(db.clone()), contents.clone(), metadata, events);

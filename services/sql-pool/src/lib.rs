@@ -200,6 +200,22 @@ impl Db {
         }
     }
 
+    /// Opens the database (as [`Db::connect`]) and runs this service's migrations.
+    pub async fn open(url: &Url, settings: &PoolSettings, migrations: (Migrator, Migrator)) -> Result<Self, DbError> {
+        let db = Self::connect(url, settings).await?;
+        db.migrate(migrations.0, migrations.1).await?;
+        Ok(db)
+    }
+
+    /// A health check for `grpc_channel::serve`: whether the database answers now.
+    pub fn health_check(&self) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> + Send + 'static {
+        let db = self.clone();
+        move || {
+            let db = db.clone();
+            Box::pin(async move { db.ping().await })
+        }
+    }
+
     /// Whether the database answers a trivial query now.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
