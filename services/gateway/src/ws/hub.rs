@@ -331,21 +331,24 @@ impl Hub {
 
     /// Takes a socket out of its room (it closed, or the hub closed it).
     pub async fn leave(&self, chat_id: i64, socket_id: u64) {
-        let mut rooms = self.inner.rooms.lock().await;
-        let Some(room) = rooms.get(&chat_id).cloned() else { return };
-        let removed = lock(&room.sockets).remove(&socket_id);
-        if let Some(handle) = removed
-            && !room.has_local_user(handle.user_id)
-        {
-            let at_ms = now_ms();
-            room.set_presence(handle.user_id, &self.inner.replica, false, at_ms);
-            self.inner.publish_presence(chat_id, handle.user_id, false, at_ms).await;
-        }
-        if lock(&room.sockets).is_empty() {
-            rooms.remove(&chat_id);
-            if let Some(task) = lock(&room.task).take() {
-                task.abort();
+        let (room, went_offline) = {
+            let mut rooms = self.inner.rooms.lock().await;
+            let Some(room) = rooms.get(&chat_id).cloned() else { return };
+            let removed = lock(&room.sockets).remove(&socket_id);
+            let went_offline = removed.map(|handle| handle.user_id).filter(|user| !room.has_local_user(*user));
+            if lock(&room.sockets).is_empty() {
+                rooms.remove(&chat_id);
+                if let Some(task) = lock(&room.task).take() {
+                    task.abort();
+                }
             }
+            (room, went_offline)
+        };
+        // Announced outside the rooms lock: a slow bus must not hold up every other socket.
+        if let Some(user_id) = went_offline {
+            let at_ms = now_ms();
+            room.set_presence(user_id, &self.inner.replica, false, at_ms);
+            self.inner.publish_presence(chat_id, user_id, false, at_ms).await;
         }
     }
 
