@@ -38,6 +38,27 @@ async fn send(app: &TestDeployment, base_url: &str, sender: &TestUser, chat_id: 
     response.json().await.unwrap()
 }
 
+/// Sends `total` messages one after another, pausing between them.
+async fn send_paced(
+    app: &TestDeployment,
+    base_url: &str,
+    sender: &TestUser,
+    chat_id: i64,
+    total: usize,
+    pause: Duration,
+) {
+    for n in 0..total {
+        send(app, base_url, sender, chat_id, &format!("m{n}")).await;
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// `GET /api/v1/ws/stats` on a gateway, as `user`.
+async fn stats(app: &TestDeployment, base_url: &str, user: &TestUser) -> Value {
+    let response = app.http.get(format!("{base_url}/api/v1/ws/stats")).bearer_auth(&user.token).send().await.unwrap();
+    response.json().await.unwrap()
+}
+
 /// Reads `new_message` frames until `count` arrived (or `wait` passed); their (id, seq).
 async fn collect(socket: &mut ChatSocket, count: usize, wait: Duration) -> Vec<(i64, i64)> {
     let deadline = tokio::time::Instant::now() + wait;
@@ -114,16 +135,7 @@ async fn presence_and_typing_cross_replicas() {
     assert_eq!(online(&app, &a, &alice, chat_id).await, both, "replica A sees B's user");
     assert_eq!(online(&app, &b, &bob, chat_id).await, both, "replica B sees A's user");
 
-    let stats: Value = app
-        .http
-        .get(format!("{b}/api/v1/ws/stats"))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = stats(&app, &b, &bob).await;
     assert_eq!(stats["connections"], 1);
     assert_eq!(stats["cluster"]["replicas"], 2, "{stats}");
 
@@ -150,12 +162,7 @@ async fn clients_of_a_killed_replica_resume_on_the_other_exactly_once() {
         clients.push((user, ChatSocket::connect_ready(&doomed.base_url, chat_id, &user.token, None).await.unwrap()));
     }
     const TOTAL: usize = 60;
-    let sender = async {
-        for n in 0..TOTAL {
-            send(&app, &survivor, &alice, chat_id, &format!("m{n}")).await;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
+    let sender = send_paced(&app, &survivor, &alice, chat_id, TOTAL, Duration::from_millis(10));
     let killer = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         doomed.kill();
@@ -220,12 +227,7 @@ async fn a_bus_restart_mid_stream_loses_no_message() {
         ChatSocket::connect_ready(&b, chat_id, &alice.token, None).await.unwrap(),
     ];
     const TOTAL: usize = 60;
-    let sender = async {
-        for n in 0..TOTAL {
-            send(&app, &a, &alice, chat_id, &format!("m{n}")).await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let sender = send_paced(&app, &a, &alice, chat_id, TOTAL, Duration::from_millis(20));
     let restart = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         nats.stop();
@@ -277,16 +279,7 @@ async fn a_reader_that_cannot_keep_up_is_closed_with_1013_and_slows_nobody() {
     };
     let (_, received) = tokio::join!(sender, collect(&mut reader, TOTAL, Duration::from_secs(60)));
     assert_exactly_once_in_order(&received, TOTAL, "the reader that keeps up");
-    let stats: Value = app
-        .http
-        .get(format!("{}/api/v1/ws/stats", app.base_url))
-        .bearer_auth(&carol.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = stats(&app, &app.base_url, &carol).await;
     assert_eq!(stats["connections"], 1, "the slow reader's socket is gone: {stats}");
     let mut delivered = 0;
     let ended = loop {
