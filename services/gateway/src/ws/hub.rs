@@ -104,6 +104,8 @@ struct Room {
     presence: Mutex<HashMap<i64, HashSet<String>>>,
     typing: Mutex<HashMap<i64, Instant>>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Set once the room listens on the bus and has its baseline.
+    live: tokio::sync::OnceCell<()>,
 }
 
 /// Counts of one replica, for `/api/v1/ws/stats`.
@@ -144,6 +146,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Room {
+    fn new(chat_id: i64) -> Self {
+        Self {
+            chat_id,
+            sockets: Mutex::new(HashMap::new()),
+            order: tokio::sync::Mutex::new(Order::default()),
+            presence: Mutex::new(HashMap::new()),
+            typing: Mutex::new(HashMap::new()),
+            task: Mutex::new(None),
+            live: tokio::sync::OnceCell::new(),
+        }
+    }
+
     /// Queues a frame on every socket (but those of `except_user`); a full queue closes its socket.
     fn broadcast(&self, outbound: &Outbound, except_user: Option<i64>) {
         let sockets = lock(&self.sockets);
@@ -286,12 +300,24 @@ impl Hub {
     /// Registers a socket of `user_id` in the chat's room (subscribing the room
     /// to the bus first if it is new). Events published from now on reach it.
     pub async fn join(&self, chat_id: i64, user_id: i64) -> anyhow::Result<Registration> {
-        let room = self.room(chat_id, user_id).await?;
         let socket_id = self.inner.next_socket.fetch_add(1, Ordering::Relaxed);
         let (queue_tx, queue) = mpsc::channel(SOCKET_QUEUE);
         let (close_tx, close) = watch::channel(None);
-        let first_of_user = !room.has_local_user(user_id);
-        lock(&room.sockets).insert(socket_id, SocketHandle { user_id, queue: queue_tx, close: close_tx });
+        // The socket goes into its room under the rooms lock, so a concurrent
+        // `leave` cannot retire the room between the two.
+        let (room, first_of_user) = {
+            let mut rooms = self.inner.rooms.lock().await;
+            let room = rooms.entry(chat_id).or_insert_with(|| Arc::new(Room::new(chat_id))).clone();
+            let first_of_user = !room.has_local_user(user_id);
+            lock(&room.sockets).insert(socket_id, SocketHandle { user_id, queue: queue_tx, close: close_tx });
+            (room, first_of_user)
+        };
+        // Opening a room (bus subscriptions, baseline) happens outside the lock:
+        // a slow message-store delays this chat's first socket, nobody else.
+        if let Err(error) = room.live.get_or_try_init(|| self.open(&room, user_id)).await {
+            self.leave(chat_id, socket_id).await;
+            return Err(error);
+        }
         if first_of_user {
             let at_ms = now_ms();
             room.set_presence(user_id, &self.inner.replica, true, at_ms);
@@ -300,33 +326,20 @@ impl Hub {
         Ok(Registration { socket_id, queue, close })
     }
 
-    async fn room(&self, chat_id: i64, user_id: i64) -> anyhow::Result<Arc<Room>> {
-        let mut rooms = self.inner.rooms.lock().await;
-        if let Some(room) = rooms.get(&chat_id) {
-            return Ok(room.clone());
-        }
-        let subjects = &self.inner.subjects;
-        let bus = &self.inner.bus;
+    /// Subscribes a new room to the chat's subjects, takes its baseline and starts its loop.
+    async fn open(&self, room: &Arc<Room>, user_id: i64) -> anyhow::Result<()> {
+        let (subjects, bus, chat_id) = (&self.inner.subjects, &self.inner.bus, room.chat_id);
         let events = bus.subscribe(subjects.events(chat_id)).await?;
         let typing = bus.subscribe(subjects.typing(chat_id)).await?;
         let presence = bus.subscribe(subjects.presence(chat_id)).await?;
         let _ = bus.flush().await;
-        let room = Arc::new(Room {
-            chat_id,
-            sockets: Mutex::new(HashMap::new()),
-            order: tokio::sync::Mutex::new(Order::default()),
-            presence: Mutex::new(HashMap::new()),
-            typing: Mutex::new(HashMap::new()),
-            task: Mutex::new(None),
-        });
         // The baseline, before the first socket counts as live: what was sent
         // until now is history (a client asks for it with `after`), what comes
         // later is delivered.
-        self.inner.baseline(&room, user_id).await;
+        self.inner.baseline(room, user_id).await;
         let task = tokio::spawn(room_loop(Arc::downgrade(&self.inner), room.clone(), events, typing, presence));
         *lock(&room.task) = Some(task);
-        rooms.insert(chat_id, room.clone());
-        Ok(room)
+        Ok(())
     }
 
     /// Takes a socket out of its room (it closed, or the hub closed it).
