@@ -125,7 +125,7 @@ impl ChatMetadataGrpc {
         for user_id in user_ids {
             let change = ParticipantChange { user_id: *user_id, by_user_id };
             let kind = if added { Kind::ParticipantAdded(change) } else { Kind::ParticipantRemoved(change) };
-            self.events.chat_event(ChatEvent { chat_id, at_ms: now_ms(), kind: Some(kind) }).await;
+            self.events.membership_event(ChatEvent { chat_id, at_ms: now_ms(), kind: Some(kind) }).await;
         }
     }
 

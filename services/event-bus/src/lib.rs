@@ -45,6 +45,10 @@ pub trait Bus: Send + Sync + 'static {
     fn reconnections(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+    /// Whether publishing and subscribing reach the other services now.
+    fn is_connected(&self) -> bool {
+        true
+    }
 }
 
 /// The subject names of one deployment (its prefix keeps deployments and tests apart).
@@ -94,6 +98,12 @@ impl Subjects {
         format!("{}.chat.{chat_id}.presence", self.prefix)
     }
 
+    /// Every chat's membership changes (`participant_added` / `participant_removed`),
+    /// for services that cache memberships.
+    pub fn membership(&self) -> String {
+        format!("{}.membership", self.prefix)
+    }
+
     /// Gateway replicas' heartbeats.
     pub fn heartbeat(&self) -> String {
         format!("{}.gateway.heartbeat", self.prefix)
@@ -137,6 +147,16 @@ impl EventPublisher {
         if let Err(error) = self.bus.publish(subject.clone(), Bytes::from(event.encode_to_vec())).await {
             tracing::warn!(%error, subject, "cannot publish a chat event");
         }
+    }
+
+    /// Publishes a membership change on the chat's events subject (for its
+    /// sockets) and on the membership subject (for membership caches).
+    pub async fn membership_event(&self, event: ChatEvent) {
+        let subject = self.subjects.membership();
+        if let Err(error) = self.bus.publish(subject.clone(), Bytes::from(event.encode_to_vec())).await {
+            tracing::warn!(%error, subject, "cannot publish a membership event");
+        }
+        self.chat_event(event).await;
     }
 
     /// Publishes on the chat's typing subject (best effort).

@@ -75,4 +75,8 @@ impl Bus for NatsBus {
     fn reconnections(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.reconnections.clone())
     }
+
+    fn is_connected(&self) -> bool {
+        NatsBus::is_connected(self)
+    }
 }

@@ -1,6 +1,6 @@
 //! The message-store service's settings, read from the environment.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use env_config::ConfigError;
 use sql_pool::PoolSettings;
@@ -27,6 +27,8 @@ pub struct Settings {
     pub pool: PoolSettings,
     pub metadata_url: Url,
     pub content: ContentBackend,
+    /// How long a membership answer may be reused (`MEMBERSHIP_CACHE_SECONDS`, 0: never).
+    pub membership_ttl: Duration,
 }
 
 impl Settings {
@@ -57,6 +59,10 @@ impl Settings {
             metadata_url: env_config::url("METADATA_GRPC_URL", &["http", "https"])?
                 .unwrap_or_else(|| Url::parse(DEFAULT_METADATA_URL).expect("valid default")),
             content,
+            membership_ttl: Duration::from_secs(env_config::parsed_or(
+                "MEMBERSHIP_CACHE_SECONDS",
+                crate::membership::DEFAULT_TTL.as_secs(),
+            )?),
         })
     }
 }

@@ -1,6 +1,6 @@
 //! The `MessageStoreService` gRPC layer: membership checks (asked of
-//! chat-metadata for every read and write), the dual-store write path, and
-//! the events published once a change is durable.
+//! chat-metadata for every read and write, through [`MembershipCache`]), the
+//! dual-store write path, and the events published once a change is durable.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -18,6 +18,7 @@ use crate::{
     content::{ContentStore, StoredContent},
     domain::{ClientMsgId, Content, Cursor, Message, MessageRow},
     error::MessageError,
+    membership::MembershipCache,
     store::{MessageStore, NewMessage, Stored},
 };
 
@@ -31,6 +32,7 @@ pub struct MessageStoreGrpc {
     store: MessageStore,
     contents: Arc<dyn ContentStore>,
     metadata: ChatMetadataServiceClient<Channel>,
+    memberships: Arc<MembershipCache>,
     events: EventPublisher,
 }
 
@@ -65,12 +67,25 @@ impl MessageStoreGrpc {
         store: MessageStore,
         contents: Arc<dyn ContentStore>,
         metadata: ChatMetadataServiceClient<Channel>,
+        memberships: Arc<MembershipCache>,
         events: EventPublisher,
     ) -> Self {
-        Self { store, contents, metadata, events }
+        Self { store, contents, metadata, memberships, events }
     }
 
+    /// The caller's membership, from the cache when it has it.
     async fn membership(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
+        if let Some(membership) = self.memberships.get(chat_id, user_id) {
+            return Ok(membership);
+        }
+        let epoch = self.memberships.epoch();
+        let membership = self.membership_fresh(chat_id, user_id).await?;
+        self.memberships.keep(epoch, chat_id, user_id, membership);
+        Ok(membership)
+    }
+
+    /// The caller's membership as chat-metadata has it now.
+    async fn membership_fresh(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
         let request = CheckMembershipRequest { chat_id, user_id };
         let response =
             self.metadata.clone().check_membership(request).await.map_err(unavailable("the chat-metadata service"))?;
@@ -90,13 +105,12 @@ impl MessageStoreGrpc {
     }
 
     /// A message the caller may see (a message of a chat they are not in does not exist for them).
-    async fn visible_message(&self, message_id: i64, caller_id: i64) -> Result<(MessageRow, Membership)> {
+    async fn visible_message(&self, message_id: i64, caller_id: i64) -> Result<MessageRow> {
         let row = self.store.by_id(message_id).await?.ok_or_else(crate::error::message_not_found)?;
-        let membership = self.membership(row.chat_id, caller_id).await?;
-        if !membership.is_participant {
+        if !self.membership(row.chat_id, caller_id).await?.is_participant {
             return Err(crate::error::message_not_found());
         }
-        Ok((row, membership))
+        Ok(row)
     }
 
     /// Rows with their content from the content store (one query for all).
@@ -174,11 +188,14 @@ impl MessageStoreGrpc {
             }
         };
         let message = Message { row, content: stored.content };
-        let touch = TouchChatRequest { chat_id: message.row.chat_id, at_ms: now };
-        if let Err(status) = self.metadata.clone().touch_chat(touch).await {
-            tracing::warn!(code = ?status.code(), "cannot move the chat's updated_at");
-        }
-        self.publish(message.row.chat_id, Kind::NewMessage(message.clone().into())).await;
+        // The message is durable: announce it and move the chat's updated_at at once.
+        let touch = async {
+            let touch = TouchChatRequest { chat_id: message.row.chat_id, at_ms: now };
+            if let Err(status) = self.metadata.clone().touch_chat(touch).await {
+                tracing::warn!(code = ?status.code(), "cannot move the chat's updated_at");
+            }
+        };
+        tokio::join!(touch, self.publish(message.row.chat_id, Kind::NewMessage(message.clone().into())));
         Ok((message, true))
     }
 
@@ -228,7 +245,7 @@ impl MessageStoreService for MessageStoreGrpc {
     ) -> std::result::Result<Response<pb::Message>, Status> {
         let request = request.into_inner();
         let content = Content::parse(request.content)?;
-        let (mut row, _) = self.visible_message(request.message_id, request.caller_id).await?;
+        let mut row = self.visible_message(request.message_id, request.caller_id).await?;
         if row.sender_id != request.caller_id {
             return Err(MessageError::Forbidden("only the sender may edit a message".into()).into());
         }
@@ -250,9 +267,17 @@ impl MessageStoreService for MessageStoreGrpc {
         request: Request<pb::DeleteMessageRequest>,
     ) -> std::result::Result<Response<pb::DeleteMessageResponse>, Status> {
         let request = request.into_inner();
-        let (row, membership) = self.visible_message(request.message_id, request.caller_id).await?;
-        if !row.is_deleted && row.sender_id != request.caller_id && !membership.is_admin {
-            return Err(MessageError::Forbidden("only the sender or a chat admin may delete a message".into()).into());
+        let row = self.visible_message(request.message_id, request.caller_id).await?;
+        if !row.is_deleted && row.sender_id != request.caller_id {
+            // Admin rights are never taken from the cache.
+            let membership = self.membership_fresh(row.chat_id, request.caller_id).await?;
+            if !membership.is_participant {
+                return Err(crate::error::message_not_found().into());
+            }
+            if !membership.is_admin {
+                let rule = "only the sender or a chat admin may delete a message";
+                return Err(MessageError::Forbidden(rule.into()).into());
+            }
         }
         let deleted = !row.is_deleted && self.store.mark_deleted(row.id).await?;
         // Erase even when it was already deleted: a failed erase is finished by the retry.

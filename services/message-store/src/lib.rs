@@ -9,6 +9,7 @@ pub mod content;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod membership;
 pub mod startup;
 pub mod store;
 

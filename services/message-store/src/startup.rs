@@ -15,6 +15,7 @@ use crate::{
     config::{ContentBackend, Settings},
     content::{ContentStore, MongoContentStore, SqlContentStore},
     grpc::MessageStoreGrpc,
+    membership::MembershipCache,
     store::{MessageStore, migrations},
 };
 
@@ -41,7 +42,10 @@ impl Application {
         let listener = grpc_channel::bind(settings.grpc_addr, "MESSAGES_GRPC_ADDR").await?;
         let local_addr = listener.local_addr()?;
         let metadata = ChatMetadataServiceClient::new(grpc_channel::lazy(&settings.metadata_url)?);
-        let service = MessageStoreGrpc::new(MessageStore::new(db.clone()), contents.clone(), metadata, events);
+        let memberships =
+            MembershipCache::listen(settings.membership_ttl, events.bus().clone(), events.subjects()).await;
+        let service =
+            MessageStoreGrpc::new(MessageStore::new(db.clone()), contents.clone(), metadata, memberships, events);
         Ok(Self { listener, local_addr, service, db, contents })
     }
 

@@ -317,3 +317,95 @@ async fn a_typing_start_without_stop_ends_after_10_seconds_on_every_replica() {
     assert!(waited >= Duration::from_millis(9_500), "not before 10 s: {waited:?}");
     assert!(typist.expect("typing_stopped", Duration::from_millis(300)).await.is_err(), "never echoed to the typist");
 }
+
+/// `POST /api/v1/messages/` as `sender`, answering the status only.
+async fn send_status(app: &TestDeployment, base_url: &str, sender: &TestUser, chat_id: i64) -> u16 {
+    let body = json!({"chat_id": chat_id, "content": "hello?"});
+    let request = app.http.post(format!("{base_url}/api/v1/messages/")).bearer_auth(&sender.token).json(&body);
+    request.send().await.unwrap().status().as_u16()
+}
+
+async fn history_status(app: &TestDeployment, base_url: &str, reader: &TestUser, chat_id: i64) -> u16 {
+    let url = format!("{base_url}/api/v1/messages/chat/{chat_id}");
+    app.http.get(url).bearer_auth(&reader.token).send().await.unwrap().status().as_u16()
+}
+
+async fn remove(app: &TestDeployment, base_url: &str, admin: &TestUser, chat_id: i64, user_id: i64) {
+    let url = format!("{base_url}/api/v1/chats/{chat_id}/participants?user_id={user_id}");
+    let response = app.http.delete(url).bearer_auth(&admin.token).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+}
+
+// message-store reuses chat-metadata's "is a participant" answers until a
+// membership event of the chat arrives on NATS; these show that the reuse
+// never lets a former member in.
+
+#[tokio::test]
+async fn a_removed_member_is_refused_at_once_though_message_store_knew_them() {
+    let app = spawn_deployment().await;
+    let base = app.base_url.clone();
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let chat_id = group(&app, &base, &alice, &[&bob]).await;
+    for n in 0..3 {
+        send(&app, &base, &bob, chat_id, &format!("known {n}")).await;
+    }
+    assert_eq!(history_status(&app, &base, &bob, chat_id).await, 200);
+
+    remove(&app, &base, &alice, chat_id, bob.id).await;
+    assert_eq!(send_status(&app, &base, &bob, chat_id).await, 403, "a send right after the removal");
+    assert_eq!(history_status(&app, &base, &bob, chat_id).await, 403);
+
+    let body = json!({"user_ids": [bob.id]});
+    let url = format!("{base}/api/v1/chats/{chat_id}/participants");
+    let added = app.http.post(url).bearer_auth(&alice.token).json(&body).send().await.unwrap();
+    assert_eq!(added.status(), 200);
+    assert_eq!(send_status(&app, &base, &bob, chat_id).await, 201, "a send right after being added back");
+}
+
+#[tokio::test]
+async fn a_removal_during_a_bus_outage_is_not_undone_by_the_cache() {
+    let mut nats = NatsProcess::start();
+    let app = spawn_deployment_with(Backend::MySql, &nats.url()).await;
+    let base = app.base_url.clone();
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let chat_id = group(&app, &base, &alice, &[&bob]).await;
+    send(&app, &base, &bob, chat_id, "known").await;
+
+    // The removal's event is lost with the bus.
+    nats.stop();
+    remove(&app, &base, &alice, chat_id, bob.id).await;
+    assert_eq!(send_status(&app, &base, &bob, chat_id).await, 403, "while the bus is down");
+    nats.restart();
+    let reconnected = async {
+        while !app.bus.is_connected() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), reconnected).await.expect("the bus comes back");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(send_status(&app, &base, &bob, chat_id).await, 403, "after the bus is back");
+}
+
+#[tokio::test]
+async fn admin_rights_are_checked_afresh_for_every_delete() {
+    let app = spawn_deployment().await;
+    let base = app.base_url.clone();
+    let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
+    let chat_id = group(&app, &base, &alice, &[&bob, &carol]).await;
+    let set_admin = |is_admin: bool| {
+        let url = format!("{base}/api/v1/chats/{chat_id}/participants/{}", bob.id);
+        app.http.put(url).bearer_auth(&alice.token).json(&json!({"is_admin": is_admin})).send()
+    };
+    let delete = |message: &Value| {
+        let url = format!("{base}/api/v1/messages/{}", message["id"]);
+        app.http.delete(url).bearer_auth(&bob.token).send()
+    };
+    assert_eq!(set_admin(true).await.unwrap().status(), 200);
+    send(&app, &base, &bob, chat_id, "bob, admin").await;
+    let first = send(&app, &base, &carol, chat_id, "one").await;
+    let second = send(&app, &base, &carol, chat_id, "two").await;
+    assert!(delete(&first).await.unwrap().status().is_success(), "an admin deletes another's message");
+
+    assert_eq!(set_admin(false).await.unwrap().status(), 200);
+    assert_eq!(delete(&second).await.unwrap().status(), 403, "no longer an admin");
+}
