@@ -59,9 +59,9 @@ up() {
         "METADATA_GRPC_URL=http://127.0.0.1:50052"
         "MESSAGES_GRPC_URL=http://127.0.0.1:50053"
     )
-    start auth "${common[@]}" AUTH_GRPC_ADDR=127.0.0.1:50051 -- auth
-    start chat-metadata "${common[@]}" METADATA_GRPC_ADDR=127.0.0.1:50052 -- chat-metadata
-    start message-store "${common[@]}" MESSAGES_GRPC_ADDR=127.0.0.1:50053 "CONTENT_STORE=${CONTENT_STORE:-sql}" -- message-store
+    start auth "${common[@]}" AUTH_GRPC_ADDR=127.0.0.1:50051 METRICS_ADDR=127.0.0.1:9101 -- auth
+    start chat-metadata "${common[@]}" METADATA_GRPC_ADDR=127.0.0.1:50052 METRICS_ADDR=127.0.0.1:9102 -- chat-metadata
+    start message-store "${common[@]}" MESSAGES_GRPC_ADDR=127.0.0.1:50053 METRICS_ADDR=127.0.0.1:9103 "CONTENT_STORE=${CONTENT_STORE:-sql}" -- message-store
     local n=1
     for port in "${gateway_ports[@]}"; do
         start "gateway-$n" "${common[@]}" HOST=127.0.0.1 "PORT=$port" "GATEWAY_REPLICA=gateway-$n" -- gateway

@@ -8,6 +8,8 @@ use secrecy::SecretString;
 use sql_pool::PoolSettings;
 use url::Url;
 
+/// Where `/metrics` is served when `METRICS_ADDR` is not set (the distributed binary only).
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9101";
 /// Where the auth service listens when `AUTH_GRPC_ADDR` is not set.
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 
@@ -15,6 +17,8 @@ pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50051";
 pub struct Settings {
     /// The gRPC listen address; port 0 picks a free port.
     pub grpc_addr: SocketAddr,
+    /// Where `/metrics` is served (`METRICS_ADDR`; `off` or unset in tests and the standalone server: none).
+    pub metrics_addr: Option<SocketAddr>,
     pub database_url: Url,
     pub pool: PoolSettings,
     pub tokens: TokenSettings,
@@ -33,13 +37,17 @@ impl Settings {
             Some(url) => url,
             None => sql_pool::mysql_url_from_env()?,
         };
-        Self::from_env_with(database_url, SecretString::from(secret))
+        let mut settings = Self::from_env_with(database_url, SecretString::from(secret))?;
+        settings.metrics_addr =
+            env_config::listen_addr_or_off("METRICS_ADDR", DEFAULT_METRICS_ADDR.parse().expect("valid default"))?;
+        Ok(settings)
     }
 
     /// The rest of the settings from the environment, around a given database and secret.
     pub fn from_env_with(database_url: Url, secret: SecretString) -> Result<Self, ConfigError> {
         Ok(Self {
             grpc_addr: env_config::parsed_or("AUTH_GRPC_ADDR", DEFAULT_GRPC_ADDR.parse().expect("valid default"))?,
+            metrics_addr: None,
             database_url,
             pool: PoolSettings::default(),
             tokens: TokenSettings::from_env(secret)?,

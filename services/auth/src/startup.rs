@@ -18,6 +18,7 @@ use crate::{
 /// A built auth service: its listener is bound, its database migrated.
 pub struct Application {
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     local_addr: SocketAddr,
     service: AuthGrpc,
     db: Db,
@@ -28,6 +29,7 @@ impl Application {
         let db = Db::open(&settings.database_url, &settings.pool, migrations()).await.context("user store")?;
         let listener = grpc_channel::bind(settings.grpc_addr, "AUTH_GRPC_ADDR").await?;
         let local_addr = listener.local_addr()?;
+        let metrics = grpc_channel::bind_metrics(settings.metrics_addr).await?;
         let hasher = PasswordHasher::new(settings.max_concurrent_hashes)?;
         let service = AuthGrpc::new(
             UserStore::new(db.clone()),
@@ -35,7 +37,7 @@ impl Application {
             TokenIssuer::new(&settings.tokens),
             TokenVerifier::new(&settings.tokens),
         );
-        Ok(Self { listener, local_addr, service, db })
+        Ok(Self { listener, metrics, local_addr, service, db })
     }
 
     /// The address actually bound (the real port when 0 was asked for).
@@ -43,10 +45,15 @@ impl Application {
         self.local_addr
     }
 
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|metrics| metrics.local_addr().ok())
+    }
+
     /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let check = self.db.health_check();
-        grpc_channel::serve(self.listener, AuthServiceServer::new(self.service), check, shutdown)
+        grpc_channel::serve(self.listener, self.metrics, AuthServiceServer::new(self.service), check, shutdown)
             .await
             .context("auth gRPC server failed")
     }

@@ -6,6 +6,8 @@ use env_config::ConfigError;
 use sql_pool::PoolSettings;
 use url::Url;
 
+/// Where `/metrics` is served when `METRICS_ADDR` is not set (the distributed binary only).
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9102";
 /// Where chat-metadata listens when `METADATA_GRPC_ADDR` is not set.
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50052";
 /// Where auth is reached when `AUTH_GRPC_URL` is not set.
@@ -14,6 +16,8 @@ pub const DEFAULT_AUTH_URL: &str = "http://127.0.0.1:50051";
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub grpc_addr: SocketAddr,
+    /// Where `/metrics` is served (`METRICS_ADDR`; `off` or unset in tests and the standalone server: none).
+    pub metrics_addr: Option<SocketAddr>,
     pub database_url: Url,
     pub pool: PoolSettings,
     pub auth_url: Url,
@@ -26,12 +30,16 @@ impl Settings {
             Some(url) => url,
             None => sql_pool::mysql_url_from_env()?,
         };
-        Self::from_env_with(database_url)
+        let mut settings = Self::from_env_with(database_url)?;
+        settings.metrics_addr =
+            env_config::listen_addr_or_off("METRICS_ADDR", DEFAULT_METRICS_ADDR.parse().expect("valid default"))?;
+        Ok(settings)
     }
 
     pub fn from_env_with(database_url: Url) -> Result<Self, ConfigError> {
         Ok(Self {
             grpc_addr: env_config::parsed_or("METADATA_GRPC_ADDR", DEFAULT_GRPC_ADDR.parse().expect("valid default"))?,
+            metrics_addr: None,
             database_url,
             pool: PoolSettings::default(),
             auth_url: env_config::url("AUTH_GRPC_URL", &["http", "https"])?

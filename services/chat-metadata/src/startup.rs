@@ -18,6 +18,7 @@ use crate::{
 
 pub struct Application {
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     local_addr: SocketAddr,
     service: ChatMetadataGrpc,
     db: Db,
@@ -30,19 +31,25 @@ impl Application {
         let db = Db::open(&settings.database_url, &settings.pool, migrations()).await.context("chat store")?;
         let listener = grpc_channel::bind(settings.grpc_addr, "METADATA_GRPC_ADDR").await?;
         let local_addr = listener.local_addr()?;
+        let metrics = grpc_channel::bind_metrics(settings.metrics_addr).await?;
         let auth = AuthServiceClient::new(grpc_channel::lazy(&settings.auth_url)?);
         let service = ChatMetadataGrpc::new(ChatStore::new(db.clone()), auth, events);
-        Ok(Self { listener, local_addr, service, db })
+        Ok(Self { listener, metrics, local_addr, service, db })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|metrics| metrics.local_addr().ok())
+    }
+
     /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let check = self.db.health_check();
-        grpc_channel::serve(self.listener, ChatMetadataServiceServer::new(self.service), check, shutdown)
+        grpc_channel::serve(self.listener, self.metrics, ChatMetadataServiceServer::new(self.service), check, shutdown)
             .await
             .context("chat-metadata gRPC server failed")
     }

@@ -63,6 +63,17 @@ pub fn flag(variable: &str, default: bool) -> Result<bool, ConfigError> {
     }
 }
 
+/// A listen address, `off` for none, or `default` when unset or empty.
+pub fn listen_addr_or_off(
+    variable: &str,
+    default: std::net::SocketAddr,
+) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    match string(variable) {
+        Some(value) if value.trim().eq_ignore_ascii_case("off") => Ok(None),
+        _ => Ok(Some(parsed_or(variable, default)?)),
+    }
+}
+
 /// A URL whose scheme is one of `schemes`; `None` when unset or empty.
 pub fn url(variable: &str, schemes: &[&str]) -> Result<Option<url::Url>, ConfigError> {
     let Some(value) = string(variable) else { return Ok(None) };

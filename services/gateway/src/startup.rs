@@ -20,6 +20,7 @@ use crate::{
     docs,
     error::ApiError,
     extract::MAX_BODY_BYTES,
+    metrics,
     routes::{chats, messages, system, users},
     state::AppState,
     ws,
@@ -51,11 +52,13 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(system::root))
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
+        .route("/metrics", get(metrics::serve))
         .merge(api)
         .merge(docs::router())
         .fallback(|| async { ApiError::NotFound("not found".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
         }))

@@ -4,6 +4,8 @@
 //! reconnect by itself when it comes back; calls meanwhile fail with
 //! UNAVAILABLE, which the edges turn into 503.
 
+mod metered;
+
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
@@ -71,10 +73,31 @@ pub async fn bind(addr: std::net::SocketAddr, variable: &str) -> anyhow::Result<
         .map_err(|error| anyhow::anyhow!("cannot listen on {variable}={addr}: {error}"))
 }
 
+/// Binds a service's metrics listener (`METRICS_ADDR`), if it has one.
+pub async fn bind_metrics(addr: Option<std::net::SocketAddr>) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    match addr {
+        Some(addr) => Ok(Some(bind(addr, "METRICS_ADDR").await?)),
+        None => Ok(None),
+    }
+}
+
+/// Serves `GET /metrics` (Prometheus text) on `listener`, forever.
+pub async fn serve_metrics(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    use axum::{http::header, routing::get};
+    let router = axum::Router::new().route(
+        "/metrics",
+        get(|| async { ([(header::CONTENT_TYPE, telemetry::metrics::CONTENT_TYPE)], telemetry::metrics::render()) }),
+    );
+    tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+    axum::serve(listener, router).await
+}
+
 /// Serves one gRPC service (with `grpc.health.v1`, kept up to date by
-/// `check`) on `listener` until `shutdown` completes.
+/// `check`, and request metrics) on `listener`, and the process's metrics on
+/// `metrics`, until `shutdown` completes.
 pub async fn serve<S, F, Fut>(
     listener: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
     service: S,
     check: F,
     shutdown: impl Future<Output = ()> + Send,
@@ -94,12 +117,17 @@ where
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health_task = report_health(reporter, S::NAME, check);
     tracing::info!(addr = %listener.local_addr()?, service = S::NAME, "gRPC service listening");
+    let metrics_task = metrics.map(|metrics| tokio::spawn(serve_metrics(metrics)));
     let result = tonic::transport::Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .layer(metered::MeteredLayer)
         .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await;
     health_task.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     Ok(result?)
 }

@@ -6,6 +6,8 @@ use env_config::ConfigError;
 use sql_pool::PoolSettings;
 use url::Url;
 
+/// Where `/metrics` is served when `METRICS_ADDR` is not set (the distributed binary only).
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9103";
 /// Where message-store listens when `MESSAGES_GRPC_ADDR` is not set.
 pub const DEFAULT_GRPC_ADDR: &str = "0.0.0.0:50053";
 /// Where chat-metadata is reached when `METADATA_GRPC_URL` is not set.
@@ -23,6 +25,8 @@ pub enum ContentBackend {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub grpc_addr: SocketAddr,
+    /// Where `/metrics` is served (`METRICS_ADDR`; `off` or unset in tests and the standalone server: none).
+    pub metrics_addr: Option<SocketAddr>,
     pub database_url: Url,
     pub pool: PoolSettings,
     pub metadata_url: Url,
@@ -48,12 +52,16 @@ impl Settings {
             Some("sql") => ContentBackend::Sql,
             Some(other) => return Err(ConfigError::invalid("CONTENT_STORE", other, "expected mongodb or sql")),
         };
-        Self::from_env_with(database_url, content)
+        let mut settings = Self::from_env_with(database_url, content)?;
+        settings.metrics_addr =
+            env_config::listen_addr_or_off("METRICS_ADDR", DEFAULT_METRICS_ADDR.parse().expect("valid default"))?;
+        Ok(settings)
     }
 
     pub fn from_env_with(database_url: Url, content: ContentBackend) -> Result<Self, ConfigError> {
         Ok(Self {
             grpc_addr: env_config::parsed_or("MESSAGES_GRPC_ADDR", DEFAULT_GRPC_ADDR.parse().expect("valid default"))?,
+            metrics_addr: None,
             database_url,
             pool: PoolSettings::default(),
             metadata_url: env_config::url("METADATA_GRPC_URL", &["http", "https"])?

@@ -35,6 +35,21 @@ use chat_proto::{
 use event_bus::{Bus, Subjects};
 use futures::StreamExt;
 use prost::Message as _;
+use telemetry::metrics::{Counter, EncodeLabelSet, Family, register};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+/// Lookups answered from the cache (`hit`) or not (`miss`; `off` while the cache cannot be trusted).
+static LOOKUPS: std::sync::LazyLock<Family<Outcome, Counter>> = std::sync::LazyLock::new(|| {
+    let lookups = Family::default();
+    register(|registry| {
+        registry.register("membership_cache_lookups", "Membership lookups, by outcome", lookups.clone());
+    });
+    lookups
+});
 
 /// The default lifetime of an entry (`MEMBERSHIP_CACHE_SECONDS`).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
@@ -96,11 +111,18 @@ impl MembershipCache {
     /// A remembered membership that is still fresh.
     pub fn get(&self, chat_id: i64, user_id: i64) -> Option<Membership> {
         if !self.usable() {
+            LOOKUPS.get_or_create(&Outcome { outcome: "off" }).inc();
             return None;
         }
         let entries = self.lock();
-        let (membership, at) = entries.chats.get(&chat_id)?.get(&user_id)?;
-        (at.elapsed() < self.ttl).then_some(*membership)
+        let fresh = entries
+            .chats
+            .get(&chat_id)
+            .and_then(|chat| chat.get(&user_id))
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(membership, _)| *membership);
+        LOOKUPS.get_or_create(&Outcome { outcome: if fresh.is_some() { "hit" } else { "miss" } }).inc();
+        fresh
     }
 
     /// Remembers a participant's membership, unless an invalidation came since `epoch`.

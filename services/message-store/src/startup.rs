@@ -21,6 +21,7 @@ use crate::{
 
 pub struct Application {
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     local_addr: SocketAddr,
     service: MessageStoreGrpc,
     db: Db,
@@ -41,16 +42,22 @@ impl Application {
         };
         let listener = grpc_channel::bind(settings.grpc_addr, "MESSAGES_GRPC_ADDR").await?;
         let local_addr = listener.local_addr()?;
+        let metrics = grpc_channel::bind_metrics(settings.metrics_addr).await?;
         let metadata = ChatMetadataServiceClient::new(grpc_channel::lazy(&settings.metadata_url)?);
         let memberships =
             MembershipCache::listen(settings.membership_ttl, events.bus().clone(), events.subjects()).await;
         let service =
             MessageStoreGrpc::new(MessageStore::new(db.clone()), contents.clone(), metadata, memberships, events);
-        Ok(Self { listener, local_addr, service, db, contents })
+        Ok(Self { listener, metrics, local_addr, service, db, contents })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|metrics| metrics.local_addr().ok())
     }
 
     /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
@@ -60,7 +67,7 @@ impl Application {
             let (db, contents) = (db.clone(), contents.clone());
             async move { db.ping().await && contents.ping().await }
         };
-        grpc_channel::serve(self.listener, MessageStoreServiceServer::new(self.service), check, shutdown)
+        grpc_channel::serve(self.listener, self.metrics, MessageStoreServiceServer::new(self.service), check, shutdown)
             .await
             .context("message-store gRPC server failed")
     }

@@ -1,7 +1,10 @@
-//! Tracing setup shared by every chat service binary.
+//! Tracing setup shared by every chat service binary, and the process's
+//! Prometheus metrics ([`metrics`]).
 //!
 //! `RUST_LOG` filters (default `info`); `LOG_FORMAT=json` switches to one JSON
 //! object per line for log collectors.
+
+pub mod metrics;
 
 use tracing_subscriber::{EnvFilter, fmt};
 

@@ -108,3 +108,54 @@ async fn auth_down_is_503_and_the_gateway_recovers_when_it_comes_back() {
     assert_eq!(answered.status(), 401, "auth answers again: the user is unknown");
     let _ = stop.send(true);
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_calls_by_method() {
+    let app = spawn_deployment().await;
+    let user = app.user("metrics").await;
+    let me = app.http.get(app.url("/api/v1/users/me")).bearer_auth(&user.token).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    let other = app.http.get(app.url(&format!("/api/v1/users/{}", user.id))).bearer_auth(&user.token).send().await;
+    assert_eq!(other.unwrap().status(), 200);
+
+    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"chat_http_requests_total{method="GET",route="/api/v1/users/me",status="200"}"#,
+        // The route template, never the raw path.
+        r#"chat_http_requests_total{method="GET",route="/api/v1/users/{user_id}",status="200"}"#,
+        r#"chat_http_request_duration_seconds_count{method="GET",route="/api/v1/users/me"}"#,
+        r#"chat_grpc_server_requests_total{method="chat.auth.v1.AuthService/Register",code="Ok"}"#,
+        "chat_ws_connections ",
+        "process_resident_memory_bytes ",
+    ] {
+        assert!(text.contains(expected), "/metrics has {expected}:\n{text}");
+    }
+    assert!(!text.contains(&format!("/api/v1/users/{}", user.id)), "no raw paths as labels");
+}
+
+#[tokio::test]
+async fn a_grpc_service_serves_its_metrics_on_metrics_addr() {
+    let db = sql_pool::testing::TestDatabase::new(sql_pool::Backend::Sqlite, "metrics");
+    let mut settings = auth::Settings::from_env_with(db.url.clone(), SECRET.into()).unwrap();
+    settings.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    let auth = auth::Application::build(settings).await.unwrap();
+    let (grpc, metrics) = (auth.local_addr(), auth.metrics_addr().expect("a metrics listener"));
+    let (stop, _) = watch::channel(false);
+    tokio::spawn(auth.run_until_stopped(chat_tests::until(&stop)));
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}")).unwrap().connect().await.unwrap();
+    let mut client = chat_proto::auth::auth_service_client::AuthServiceClient::new(channel);
+    let missing = client.get_user(chat_proto::auth::GetUserRequest { id: 424_242 }).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    let text = reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(
+        text.contains(r#"chat_grpc_server_requests_total{method="chat.auth.v1.AuthService/GetUser",code="NotFound"}"#),
+        "{text}"
+    );
+    let _ = stop.send(true);
+}

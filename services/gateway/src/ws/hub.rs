@@ -40,7 +40,10 @@ use tokio::{
 use tonic::transport::Channel;
 
 use super::frames::ServerFrame;
-use crate::models::{Message, timestamp};
+use crate::{
+    metrics::METRICS,
+    models::{Message, timestamp},
+};
 
 /// How many frames a socket may have queued before it counts as too slow (closed with 1013).
 pub const SOCKET_QUEUE: usize = 256;
@@ -165,7 +168,10 @@ impl Room {
             if Some(handle.user_id) == except_user {
                 continue;
             }
-            if handle.queue.try_send(outbound.clone()).is_err() {
+            if handle.queue.try_send(outbound.clone()).is_ok() {
+                METRICS.ws_frames_queued.inc();
+            } else {
+                METRICS.ws_slow_closes.inc();
                 let _ = handle.close.send(Some(CLOSE_TOO_SLOW));
             }
         }
@@ -505,6 +511,7 @@ impl Inner {
     /// Fetches what the room missed since the last message it delivered.
     async fn backfill(&self, room: &Room) {
         let Some(caller_id) = room.local_users().first().copied() else { return };
+        METRICS.ws_backfills.inc();
         let mut order = room.order.lock().await;
         loop {
             let request = GetHistoryRequest {

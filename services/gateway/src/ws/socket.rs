@@ -14,6 +14,7 @@ use super::{
 use crate::{
     error::ApiError,
     extract::AuthUser,
+    metrics::METRICS,
     models::{Message, timestamp},
     routes::messages::send_as,
     state::AppState,
@@ -95,8 +96,10 @@ pub async fn serve(socket: WebSocket, state: AppState, request: ConnectRequest) 
         }
     };
     let socket_id = registration.socket_id;
+    METRICS.ws_connections.inc();
     let outcome = run(&state, &caller, chat_id, after, registration, &mut sink, &mut stream).await;
     state.hub.leave(chat_id, socket_id).await;
+    METRICS.ws_connections.dec();
     if let Some((code, reason)) = outcome {
         close(&mut sink, code, reason).await;
     }

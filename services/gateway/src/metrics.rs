@@ -1,0 +1,109 @@
+//! The gateway's Prometheus metrics, served with the rest of the process's at
+//! `GET /metrics`: HTTP requests by route and status, and the WebSocket hub.
+
+use std::{sync::LazyLock, time::Instant};
+
+use axum::{
+    extract::{MatchedPath, Request},
+    http::{Method, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use telemetry::metrics::{Counter, EncodeLabelSet, Family, Gauge, Histogram, latency_histogram, register};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Answered {
+    method: &'static str,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Route {
+    method: &'static str,
+    route: String,
+}
+
+pub struct GatewayMetrics {
+    requests: Family<Answered, Counter>,
+    latency: Family<Route, Histogram, fn() -> Histogram>,
+    /// Open WebSocket connections on this replica.
+    pub ws_connections: Gauge,
+    /// Frames queued to sockets by the hub's fanout.
+    pub ws_frames_queued: Counter,
+    /// Sockets closed with 1013 because their queue was full.
+    pub ws_slow_closes: Counter,
+    /// Backfills of a room from message-store (a gap, or a bus reconnection).
+    pub ws_backfills: Counter,
+}
+
+pub static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
+    let metrics = GatewayMetrics {
+        requests: Family::default(),
+        latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+        ws_connections: Gauge::default(),
+        ws_frames_queued: Counter::default(),
+        ws_slow_closes: Counter::default(),
+        ws_backfills: Counter::default(),
+    };
+    register(|registry| {
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency (to the response head), by method and route",
+            metrics.latency.clone(),
+        );
+        registry.register(
+            "ws_connections",
+            "Open WebSocket connections on this replica",
+            metrics.ws_connections.clone(),
+        );
+        registry.register("ws_frames_queued", "Frames queued to WebSocket clients", metrics.ws_frames_queued.clone());
+        registry.register(
+            "ws_slow_closes",
+            "WebSocket clients closed with 1013 for not keeping up",
+            metrics.ws_slow_closes.clone(),
+        );
+        registry.register("ws_backfills", "Room backfills from message-store", metrics.ws_backfills.clone());
+    });
+    metrics
+});
+
+/// A bounded label for the method: the standard ones by name, the rest as one.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Middleware: counts and times every request by its route template (never
+/// the raw path, so the label set stays bounded).
+pub async fn track(request: Request, next: Next) -> Response {
+    let method = method_label(request.method());
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let metrics = &*METRICS;
+    let status = response.status().as_u16();
+    metrics.requests.get_or_create(&Answered { method, route: route.clone(), status }).inc();
+    metrics.latency.get_or_create(&Route { method, route }).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: Prometheus text of this process (in the standalone server,
+/// of all four services).
+pub async fn serve() -> impl IntoResponse {
+    LazyLock::force(&METRICS);
+    ([(header::CONTENT_TYPE, telemetry::metrics::CONTENT_TYPE)], telemetry::metrics::render())
+}
