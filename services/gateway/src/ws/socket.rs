@@ -80,28 +80,34 @@ async fn admit(state: &AppState, request: &ConnectRequest) -> Result<(AuthUser, 
 }
 
 /// Serves one connection to its end.
+///
+/// The connection's task lives as long as the socket, and a task is as big as
+/// the largest state of its future: every phase but the idle loop (admission,
+/// joining the room, leaving, closing — each with gRPC or bus calls in it) is
+/// boxed, so that an idle socket holds only what the loop needs.
 pub async fn serve(socket: WebSocket, state: AppState, request: ConnectRequest) {
     let (mut sink, mut stream) = socket.split();
-    let (caller, after) = match admit(&state, &request).await {
+    let (caller, after) = match Box::pin(admit(&state, &request)).await {
         Ok(admitted) => admitted,
-        Err((code, reason)) => return close(&mut sink, code, reason).await,
+        Err((code, reason)) => return Box::pin(close(&mut sink, code, reason)).await,
     };
     let chat_id = request.chat_id;
+    drop(request);
     // Subscribe first, then replay, then go live: nothing falls between.
-    let registration = match state.hub.join(chat_id, caller.user_id).await {
+    let registration = match Box::pin(state.hub.join(chat_id, caller.user_id)).await {
         Ok(registration) => registration,
         Err(error) => {
             tracing::warn!(%error, chat_id, "cannot join the chat's room");
-            return close(&mut sink, CLOSE_TRY_AGAIN, "bus unavailable").await;
+            return Box::pin(close(&mut sink, CLOSE_TRY_AGAIN, "bus unavailable")).await;
         }
     };
     let socket_id = registration.socket_id;
     METRICS.ws_connections.inc();
     let outcome = run(&state, &caller, chat_id, after, registration, &mut sink, &mut stream).await;
-    state.hub.leave(chat_id, socket_id).await;
+    Box::pin(state.hub.leave(chat_id, socket_id)).await;
     METRICS.ws_connections.dec();
     if let Some((code, reason)) = outcome {
-        close(&mut sink, code, reason).await;
+        Box::pin(close(&mut sink, code, reason)).await;
     }
 }
 
