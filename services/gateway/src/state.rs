@@ -15,8 +15,21 @@ use chat_proto::metadata::CheckMembershipRequest;
 
 use crate::{config::ServiceUrls, error::ApiError, ws::hub::Hub};
 
+/// What every handler and socket shares, behind one `Arc`: cloning it (axum
+/// does, per request; each WebSocket task holds one) costs a reference count,
+/// not a copy of the clients.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub auth: AuthServiceClient<Channel>,
     pub metadata: ChatMetadataServiceClient<Channel>,
     pub messages: MessageStoreServiceClient<Channel>,
@@ -39,16 +52,18 @@ impl AppState {
         let metadata = grpc_channel::lazy(&urls.metadata)?;
         let messages = grpc_channel::lazy(&urls.messages)?;
         let hub = Hub::start(replica, bus, subjects, MessageStoreServiceClient::new(messages.clone())).await?;
-        Ok(Self {
+        Ok(Self(Arc::new(Services {
             hub,
             auth: AuthServiceClient::new(auth.clone()),
             metadata: ChatMetadataServiceClient::new(metadata.clone()),
             messages: MessageStoreServiceClient::new(messages.clone()),
             channels: [("auth", auth), ("chat_metadata", metadata), ("message_store", messages)],
             verifier,
-        })
+        })))
     }
+}
 
+impl Services {
     /// Ok when `user_id` is a participant of the chat; 404 for no chat, 403 for an outsider.
     pub async fn require_participant(&self, chat_id: i64, user_id: i64) -> Result<(), ApiError> {
         let request = CheckMembershipRequest { chat_id, user_id };

@@ -5,7 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use chat_proto::messages::{GetHistoryRequest, get_history_request::Cursor};
-use futures::{SinkExt, StreamExt, stream::SplitSink};
+use futures::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
 
 use super::{
     frames::{ClientFrame, ErrorCode, FrameError, ServerFrame, parse_client_frame},
@@ -82,11 +85,17 @@ async fn admit(state: &AppState, request: &ConnectRequest) -> Result<(AuthUser, 
 /// Serves one connection to its end.
 ///
 /// The connection's task lives as long as the socket, and a task is as big as
-/// the largest state of its future: every phase but the idle loop (admission,
-/// joining the room, leaving, closing — each with gRPC or bus calls in it) is
-/// boxed, so that an idle socket holds only what the loop needs.
-pub async fn serve(socket: WebSocket, state: AppState, request: ConnectRequest) {
-    let (mut sink, mut stream) = socket.split();
+/// the largest state of its future: the socket is split before the future
+/// starts (an `async fn` keeps its arguments for its whole life), and every
+/// phase but the idle loop (admission, joining the room, leaving, closing —
+/// each with gRPC or bus calls in it) is boxed, so that an idle socket holds
+/// only what the loop needs.
+pub fn serve(socket: WebSocket, state: AppState, request: ConnectRequest) -> impl Future<Output = ()> + Send {
+    let (sink, stream) = socket.split();
+    serve_split(sink, stream, state, request)
+}
+
+async fn serve_split(mut sink: Sink, mut stream: SplitStream<WebSocket>, state: AppState, request: ConnectRequest) {
     let (caller, after) = match Box::pin(admit(&state, &request)).await {
         Ok(admitted) => admitted,
         Err((code, reason)) => return Box::pin(close(&mut sink, code, reason)).await,
@@ -155,7 +164,7 @@ async fn run(
     after: Option<i64>,
     registration: Registration,
     sink: &mut Sink,
-    stream: &mut futures::stream::SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
 ) -> Option<(u16, &'static str)> {
     let Registration { socket_id, mut queue, mut close } = registration;
     let mut last_message_id = match after {
