@@ -15,7 +15,7 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU16, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -34,7 +34,7 @@ use event_bus::{Bus, Subjects, Subscription, now_ms};
 use futures::StreamExt;
 use prost::Message as _;
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{Notify, mpsc},
     task::JoinHandle,
 };
 use tonic::transport::Channel;
@@ -66,29 +66,71 @@ const QUERY_WAIT: Duration = Duration::from_millis(500);
 pub const CLOSE_NOT_PARTICIPANT: u16 = 4403;
 pub const CLOSE_TOO_SLOW: u16 = 1013;
 
-/// What a socket's queue carries: frames serialized once for every socket.
-#[derive(Debug, Clone)]
+/// A frame serialized once for every socket.
+#[derive(Debug)]
 pub enum Outbound {
-    Frame(Arc<str>),
+    Frame(Box<str>),
     /// A `new_message` frame, with its id so that the socket drops what it already sent.
     Message {
         id: i64,
-        json: Arc<str>,
+        json: Box<str>,
     },
+}
+
+/// What a socket's queue carries: one pointer a slot (the queue's first block
+/// of slots is allocated for every socket, idle or not).
+pub type Queued = Arc<Outbound>;
+
+/// The hub's word to a socket that it must close, and with which code.
+#[derive(Debug, Default)]
+pub struct CloseSignal {
+    /// 0 until the hub closes the socket.
+    code: AtomicU16,
+    notify: Notify,
+}
+
+impl CloseSignal {
+    /// Tells the socket to close with `code` (a later code replaces an earlier one).
+    pub fn close(&self, code: u16) {
+        self.code.store(code, Ordering::Release);
+        // One waiter at most (the socket); with none, the permit waits for it.
+        self.notify.notify_one();
+    }
+
+    /// The code, once the hub has closed the socket.
+    pub fn code(&self) -> Option<u16> {
+        Some(self.code.load(Ordering::Acquire)).filter(|code| *code != 0)
+    }
+
+    /// Waits until the hub closes the socket; the code.
+    pub async fn closed(&self) -> u16 {
+        loop {
+            if let Some(code) = self.code() {
+                return code;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Waits until the hub closes the socket with `code`.
+    pub async fn closed_with(&self, code: u16) {
+        while self.code() != Some(code) {
+            self.notify.notified().await;
+        }
+    }
 }
 
 struct SocketHandle {
     user_id: i64,
-    queue: mpsc::Sender<Outbound>,
-    close: watch::Sender<Option<u16>>,
+    queue: mpsc::Sender<Queued>,
+    close: Arc<CloseSignal>,
 }
 
 /// A socket's end of its registration in a room.
 pub struct Registration {
     pub socket_id: u64,
-    pub queue: mpsc::Receiver<Outbound>,
-    /// Becomes `Some(code)` when the hub closes the socket.
-    pub close: watch::Receiver<Option<u16>>,
+    pub queue: mpsc::Receiver<Queued>,
+    pub close: Arc<CloseSignal>,
 }
 
 #[derive(Default)]
@@ -162,7 +204,8 @@ impl Room {
     }
 
     /// Queues a frame on every socket (but those of `except_user`); a full queue closes its socket.
-    fn broadcast(&self, outbound: &Outbound, except_user: Option<i64>) {
+    fn broadcast(&self, outbound: Outbound, except_user: Option<i64>) {
+        let outbound = Arc::new(outbound);
         let sockets = lock(&self.sockets);
         for handle in sockets.values() {
             if Some(handle.user_id) == except_user {
@@ -172,13 +215,13 @@ impl Room {
                 METRICS.ws_frames_queued.inc();
             } else {
                 METRICS.ws_slow_closes.inc();
-                let _ = handle.close.send(Some(CLOSE_TOO_SLOW));
+                handle.close.close(CLOSE_TOO_SLOW);
             }
         }
     }
 
     fn broadcast_frame(&self, frame: &ServerFrame, except_user: Option<i64>) {
-        self.broadcast(&Outbound::Frame(frame.to_json().into()), except_user);
+        self.broadcast(Outbound::Frame(frame.to_json().into()), except_user);
     }
 
     fn has_local_user(&self, user_id: i64) -> bool {
@@ -226,7 +269,7 @@ impl Room {
         let chat_id = message.chat_id;
         let id = message.id;
         let json = ServerFrame::NewMessage { chat_id, message: Message::from(message) }.to_json();
-        self.broadcast(&Outbound::Message { id, json: json.into() }, None);
+        self.broadcast(Outbound::Message { id, json: json.into() }, None);
     }
 
     /// Takes a message from the bus: delivers it and whatever it unblocks, or holds it behind a gap.
@@ -308,14 +351,14 @@ impl Hub {
     pub async fn join(&self, chat_id: i64, user_id: i64) -> anyhow::Result<Registration> {
         let socket_id = self.inner.next_socket.fetch_add(1, Ordering::Relaxed);
         let (queue_tx, queue) = mpsc::channel(SOCKET_QUEUE);
-        let (close_tx, close) = watch::channel(None);
+        let close = Arc::new(CloseSignal::default());
         // The socket goes into its room under the rooms lock, so a concurrent
         // `leave` cannot retire the room between the two.
         let (room, first_of_user) = {
             let mut rooms = self.inner.rooms.lock().await;
             let room = rooms.entry(chat_id).or_insert_with(|| Arc::new(Room::new(chat_id))).clone();
             let first_of_user = !room.has_local_user(user_id);
-            lock(&room.sockets).insert(socket_id, SocketHandle { user_id, queue: queue_tx, close: close_tx });
+            lock(&room.sockets).insert(socket_id, SocketHandle { user_id, queue: queue_tx, close: close.clone() });
             (room, first_of_user)
         };
         // Opening a room (bus subscriptions, baseline) happens outside the lock:
@@ -386,7 +429,7 @@ impl Hub {
         if let Some(handle) =
             rooms.get(&chat_id).and_then(|room| lock(&room.sockets).get(&socket_id).map(|h| h.queue.clone()))
         {
-            let _ = handle.try_send(outbound);
+            let _ = handle.try_send(Arc::new(outbound));
         }
     }
 
@@ -578,7 +621,7 @@ impl Inner {
                     sockets.retain(|_, handle| {
                         let stays = handle.user_id != change.user_id;
                         if !stays {
-                            let _ = handle.close.send(Some(CLOSE_NOT_PARTICIPANT));
+                            handle.close.close(CLOSE_NOT_PARTICIPANT);
                         }
                         stays
                     });
@@ -746,5 +789,44 @@ async fn answer_loop(hub: std::sync::Weak<Inner>, mut queries: Subscription) {
             user_ids: inner.local_users(query.chat_id).await,
         };
         inner.publish(query.reply_subject, answer.encode_to_vec()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn a_close_before_the_socket_waits_is_not_lost() {
+        let signal = CloseSignal::default();
+        assert_eq!(signal.code(), None);
+        signal.close(CLOSE_TOO_SLOW);
+        assert_eq!(tokio::time::timeout(WAIT, signal.closed()).await, Ok(CLOSE_TOO_SLOW));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_socket_hears_the_close() {
+        let signal = Arc::new(CloseSignal::default());
+        let waiter = tokio::spawn({
+            let signal = signal.clone();
+            async move { signal.closed().await }
+        });
+        tokio::task::yield_now().await;
+        signal.close(CLOSE_NOT_PARTICIPANT);
+        assert_eq!(tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap(), CLOSE_NOT_PARTICIPANT);
+    }
+
+    #[tokio::test]
+    async fn closed_with_waits_for_its_own_code_only() {
+        let signal = Arc::new(CloseSignal::default());
+        signal.close(CLOSE_NOT_PARTICIPANT);
+        let slow = tokio::time::timeout(Duration::from_millis(50), signal.closed_with(CLOSE_TOO_SLOW)).await;
+        assert!(slow.is_err(), "another code does not end the wait");
+        signal.close(CLOSE_TOO_SLOW);
+        assert!(tokio::time::timeout(WAIT, signal.closed_with(CLOSE_TOO_SLOW)).await.is_ok());
     }
 }

@@ -1,7 +1,7 @@
 //! One WebSocket connection: authenticate, check membership, replay `after`,
 //! then serve frames both ways until either side closes.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use chat_proto::messages::{GetHistoryRequest, get_history_request::Cursor};
@@ -12,7 +12,7 @@ use futures::{
 
 use super::{
     frames::{ClientFrame, ErrorCode, FrameError, ServerFrame, parse_client_frame},
-    hub::{Outbound, Registration},
+    hub::{Outbound, Queued, Registration},
 };
 use crate::{
     error::ApiError,
@@ -166,7 +166,7 @@ async fn run(
     sink: &mut Sink,
     stream: &mut SplitStream<WebSocket>,
 ) -> Option<(u16, &'static str)> {
-    let Registration { socket_id, mut queue, mut close } = registration;
+    let Registration { socket_id, mut queue, close } = registration;
     let mut last_message_id = match after {
         // Boxed, as is `handle` below: the connection's future stays small while it idles.
         Some(after) => match Box::pin(replay(state, caller, chat_id, after, sink)).await {
@@ -184,29 +184,22 @@ async fn run(
             outbound = queue.recv() => {
                 let Some(outbound) = outbound else {
                     // The hub let go of this socket: it says why on `close`.
-                    return Some(why_closed(*close.borrow()));
+                    return Some(why_closed(close.code()));
                 };
                 // A client that stops reading blocks this write; the hub's close signal still ends it.
                 tokio::select! {
-                    written = write(sink, outbound, &mut last_message_id) => if !written { return None },
-                    Ok(_) = close.wait_for(|code| *code == Some(CLOSE_TRY_AGAIN)) => return Some(why_closed(Some(CLOSE_TRY_AGAIN))),
+                    written = write(sink, &outbound, &mut last_message_id) => if !written { return None },
+                    () = close.closed_with(CLOSE_TRY_AGAIN) => return Some(why_closed(Some(CLOSE_TRY_AGAIN))),
                 }
             }
-            changed = close.changed() => {
-                // The hub dropping this socket (Err) also ends it, with the last code it set.
-                let code = *close.borrow();
-                match code {
-                    Some(CLOSE_FORBIDDEN) => {
-                        // What was queued before the removal (its participant_removed frame) goes out first.
-                        while let Ok(outbound) = queue.try_recv() {
-                            write(sink, outbound, &mut last_message_id).await;
-                        }
-                        return Some(why_closed(code));
+            code = close.closed() => {
+                if code == CLOSE_FORBIDDEN {
+                    // What was queued before the removal (its participant_removed frame) goes out first.
+                    while let Ok(outbound) = queue.try_recv() {
+                        write(sink, &outbound, &mut last_message_id).await;
                     }
-                    Some(_) => return Some(why_closed(code)),
-                    None if changed.is_err() => return Some(why_closed(None)),
-                    None => {}
                 }
+                return Some(why_closed(Some(code)));
             }
             incoming = stream.next() => {
                 match incoming {
@@ -217,7 +210,8 @@ async fn run(
                     }
                     Some(Ok(WsMessage::Binary(_))) => {
                         let error = FrameError::new(ErrorCode::BadFrame, "frames are JSON text, not binary", None);
-                        state.hub.send_to(chat_id, socket_id, Outbound::Frame(error.into_frame().to_json().into())).await;
+                        let error = Outbound::Frame(error.into_frame().to_json().into());
+                        state.hub.send_to(chat_id, socket_id, error).await;
                     }
                     Some(Ok(WsMessage::Close(_))) | None => return None,
                     Some(Ok(_)) => {}
@@ -251,16 +245,16 @@ fn why_closed(code: Option<u16>) -> (u16, &'static str) {
 }
 
 /// Writes one queued frame; drops a `new_message` already sent (replay overlap). False when the peer is gone.
-async fn write(sink: &mut Sink, outbound: Outbound, last_message_id: &mut i64) -> bool {
-    match outbound {
+async fn write(sink: &mut Sink, outbound: &Queued, last_message_id: &mut i64) -> bool {
+    match &**outbound {
         Outbound::Message { id, json } => {
-            if id <= *last_message_id {
+            if *id <= *last_message_id {
                 return true;
             }
-            *last_message_id = id;
-            send_text(sink, &json).await
+            *last_message_id = *id;
+            send_text(sink, json).await
         }
-        Outbound::Frame(json) => send_text(sink, &json).await,
+        Outbound::Frame(json) => send_text(sink, json).await,
     }
 }
 
@@ -286,7 +280,7 @@ async fn handle(state: &AppState, caller: &AuthUser, chat_id: i64, text: &str) -
                 Ok((_, true)) => None,
                 Ok((message, false)) => {
                     let id = message.id;
-                    let json: Arc<str> = ServerFrame::NewMessage { chat_id, message: message.into() }.to_json().into();
+                    let json: Box<str> = ServerFrame::NewMessage { chat_id, message: message.into() }.to_json().into();
                     Some(Outbound::Message { id, json })
                 }
                 Err(error) => {
