@@ -1,5 +1,5 @@
 //! The `MessageStoreService` gRPC layer: membership checks (asked of
-//! chat-metadata for every read and write, through [`MembershipCache`]), the
+//! chat-metadata for every read and write; [`MembershipCache`] for previews), the
 //! dual-store write path, and the events published once a change is durable.
 
 use std::{collections::HashMap, sync::Arc};
@@ -73,23 +73,27 @@ impl MessageStoreGrpc {
         Self { store, contents, metadata, memberships, events }
     }
 
-    /// The caller's membership, from the cache when it has it.
+    /// The caller's membership as chat-metadata has it now: what every send,
+    /// read, edit and delete is decided on, so that a removal takes effect
+    /// with its response (a membership event only reaches this service
+    /// shortly after).
     async fn membership(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
-        if let Some(membership) = self.memberships.get(chat_id, user_id) {
-            return Ok(membership);
-        }
-        let epoch = self.memberships.epoch();
-        let membership = self.membership_fresh(chat_id, user_id).await?;
-        self.memberships.keep(epoch, chat_id, user_id, membership);
-        Ok(membership)
-    }
-
-    /// The caller's membership as chat-metadata has it now.
-    async fn membership_fresh(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
         let request = CheckMembershipRequest { chat_id, user_id };
         let response =
             self.metadata.clone().check_membership(request).await.map_err(unavailable("the chat-metadata service"))?;
         Ok(response.into_inner())
+    }
+
+    /// The caller's membership, from the cache when it has it: only for
+    /// last-message previews of chats the caller has just listed.
+    async fn membership_cached(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
+        if let Some(membership) = self.memberships.get(chat_id, user_id) {
+            return Ok(membership);
+        }
+        let epoch = self.memberships.epoch();
+        let membership = self.membership(chat_id, user_id).await?;
+        self.memberships.keep(epoch, chat_id, user_id, membership);
+        Ok(membership)
     }
 
     /// The caller's membership of the chat: `NotFound` for no chat, `Forbidden` for an outsider.
@@ -105,12 +109,13 @@ impl MessageStoreGrpc {
     }
 
     /// A message the caller may see (a message of a chat they are not in does not exist for them).
-    async fn visible_message(&self, message_id: i64, caller_id: i64) -> Result<MessageRow> {
+    async fn visible_message(&self, message_id: i64, caller_id: i64) -> Result<(MessageRow, Membership)> {
         let row = self.store.by_id(message_id).await?.ok_or_else(crate::error::message_not_found)?;
-        if !self.membership(row.chat_id, caller_id).await?.is_participant {
+        let membership = self.membership(row.chat_id, caller_id).await?;
+        if !membership.is_participant {
             return Err(crate::error::message_not_found());
         }
-        Ok(row)
+        Ok((row, membership))
     }
 
     /// Rows with their content from the content store (one query for all).
@@ -245,7 +250,7 @@ impl MessageStoreService for MessageStoreGrpc {
     ) -> std::result::Result<Response<pb::Message>, Status> {
         let request = request.into_inner();
         let content = Content::parse(request.content)?;
-        let mut row = self.visible_message(request.message_id, request.caller_id).await?;
+        let (mut row, _) = self.visible_message(request.message_id, request.caller_id).await?;
         if row.sender_id != request.caller_id {
             return Err(MessageError::Forbidden("only the sender may edit a message".into()).into());
         }
@@ -267,17 +272,9 @@ impl MessageStoreService for MessageStoreGrpc {
         request: Request<pb::DeleteMessageRequest>,
     ) -> std::result::Result<Response<pb::DeleteMessageResponse>, Status> {
         let request = request.into_inner();
-        let row = self.visible_message(request.message_id, request.caller_id).await?;
-        if !row.is_deleted && row.sender_id != request.caller_id {
-            // Admin rights are never taken from the cache.
-            let membership = self.membership_fresh(row.chat_id, request.caller_id).await?;
-            if !membership.is_participant {
-                return Err(crate::error::message_not_found().into());
-            }
-            if !membership.is_admin {
-                let rule = "only the sender or a chat admin may delete a message";
-                return Err(MessageError::Forbidden(rule.into()).into());
-            }
+        let (row, membership) = self.visible_message(request.message_id, request.caller_id).await?;
+        if !row.is_deleted && row.sender_id != request.caller_id && !membership.is_admin {
+            return Err(MessageError::Forbidden("only the sender or a chat admin may delete a message".into()).into());
         }
         let deleted = !row.is_deleted && self.store.mark_deleted(row.id).await?;
         // Erase even when it was already deleted: a failed erase is finished by the retry.
@@ -298,7 +295,7 @@ impl MessageStoreService for MessageStoreGrpc {
         if request.chat_ids.len() > MAX_LAST_MESSAGES {
             return Err(MessageError::invalid("chat_ids", format!("at most {MAX_LAST_MESSAGES} chats per call")).into());
         }
-        let checks = request.chat_ids.iter().map(|chat_id| self.membership(*chat_id, request.caller_id));
+        let checks = request.chat_ids.iter().map(|chat_id| self.membership_cached(*chat_id, request.caller_id));
         let memberships = futures::future::try_join_all(checks).await?;
         let visible: Vec<i64> = request
             .chat_ids

@@ -1,10 +1,17 @@
 //! Memberships asked of chat-metadata, remembered until the chat's next
-//! membership event arrives on the bus — so a send or a history page costs no
-//! call to chat-metadata while nobody joins or leaves the chat.
+//! membership event arrives on the bus — for `GetLastMessages`, which checks
+//! up to 100 chats per call (a chat list's previews), so that listing chats
+//! again costs no call per chat.
 //!
-//! Only "is a participant" answers are kept: a stale "no" would refuse a new
-//! member, a stale "yes" is what the invalidation is for. Four things bound a
-//! stale "yes":
+//! Nothing that decides what a caller may do reads it: a send, a history
+//! page, an edit or a delete asks chat-metadata afresh, because a membership
+//! event reaches this service only shortly *after* the removal's response —
+//! a client told "removed" must not get one more message in. A preview is
+//! asked for chats the gateway has just listed for the caller from
+//! chat-metadata, so a stale entry cannot show a chat the caller left.
+//!
+//! Only "is a participant" answers are kept (a stale "no" would hide a new
+//! member's previews). Four things bound a stale "yes":
 //!
 //! - a `participant_added` / `participant_removed` event of the chat (on
 //!   `<prefix>.membership`) forgets every entry of the chat;
@@ -15,9 +22,6 @@
 //!   is forgotten;
 //! - an entry lives at most `MEMBERSHIP_CACHE_SECONDS` (default 30; 0 turns
 //!   the cache off), for an event lost in transit.
-//!
-//! Admin rights are never taken from the cache: deleting someone else's
-//! message asks chat-metadata afresh.
 
 use std::{
     collections::HashMap,

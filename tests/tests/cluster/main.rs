@@ -336,9 +336,9 @@ async fn remove(app: &TestDeployment, base_url: &str, admin: &TestUser, chat_id:
     assert_eq!(response.status(), 204);
 }
 
-// message-store reuses chat-metadata's "is a participant" answers until a
-// membership event of the chat arrives on NATS; these show that the reuse
-// never lets a former member in.
+// A removal takes effect with its response, on every path, whatever
+// message-store has cached about the member (its membership cache serves
+// previews only; membership events reach it shortly after the response).
 
 #[tokio::test]
 async fn a_removed_member_is_refused_at_once_though_message_store_knew_them() {
