@@ -314,6 +314,9 @@ impl ChatMetadataService for ChatMetadataGrpc {
     ) -> std::result::Result<Response<pb::Membership>, Status> {
         let request = request.into_inner();
         let (chat_exists, participant) = self.store.membership(request.chat_id, request.user_id).await?;
+        if request.touch_at_ms > 0 && participant.is_some() {
+            self.store.touch(request.chat_id, request.touch_at_ms).await?;
+        }
         Ok(Response::new(pb::Membership {
             chat_exists,
             is_participant: participant.is_some(),

@@ -7,9 +7,7 @@ use std::{collections::HashMap, sync::Arc};
 use chat_proto::{
     events::{ChatEvent, MessageDeleted, chat_event::Kind},
     messages::{self as pb, get_history_request, message_store_service_server::MessageStoreService},
-    metadata::{
-        CheckMembershipRequest, Membership, TouchChatRequest, chat_metadata_service_client::ChatMetadataServiceClient,
-    },
+    metadata::{CheckMembershipRequest, Membership, chat_metadata_service_client::ChatMetadataServiceClient},
 };
 use event_bus::EventPublisher;
 use tonic::{Request, Response, Status, transport::Channel};
@@ -78,7 +76,10 @@ impl MessageStoreGrpc {
     /// with its response (a membership event only reaches this service
     /// shortly after).
     async fn membership(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
-        let request = CheckMembershipRequest { chat_id, user_id };
+        self.check_membership(CheckMembershipRequest { chat_id, user_id, touch_at_ms: 0 }).await
+    }
+
+    async fn check_membership(&self, request: CheckMembershipRequest) -> Result<Membership> {
         let response =
             self.metadata.clone().check_membership(request).await.map_err(unavailable("the chat-metadata service"))?;
         Ok(response.into_inner())
@@ -98,7 +99,19 @@ impl MessageStoreGrpc {
 
     /// The caller's membership of the chat: `NotFound` for no chat, `Forbidden` for an outsider.
     async fn require_participant(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
-        let membership = self.membership(chat_id, user_id).await?;
+        Self::participant_only(self.membership(chat_id, user_id).await?)
+    }
+
+    /// [`Self::require_participant`] for a send: a participant's chat also
+    /// moves its `updated_at` to `at_ms`, in the same call to chat-metadata
+    /// (before the message is stored: a send that then fails has moved the
+    /// chat up a list, which is harmless).
+    async fn require_sender(&self, chat_id: i64, user_id: i64, at_ms: i64) -> Result<Membership> {
+        let request = CheckMembershipRequest { chat_id, user_id, touch_at_ms: at_ms };
+        Self::participant_only(self.check_membership(request).await?)
+    }
+
+    fn participant_only(membership: Membership) -> Result<Membership> {
         if !membership.chat_exists {
             return Err(MessageError::NotFound("chat not found".into()));
         }
@@ -149,7 +162,8 @@ impl MessageStoreGrpc {
     async fn send(&self, request: pb::SendMessageRequest) -> Result<(Message, bool)> {
         let content = Content::parse(request.content)?;
         let client_msg_id = ClientMsgId::parse(request.client_msg_id)?;
-        self.require_participant(request.chat_id, request.sender_id).await?;
+        let now = event_bus::now_ms();
+        self.require_sender(request.chat_id, request.sender_id, now).await?;
         if let Some(key) = &client_msg_id
             && let Some(original) =
                 self.store.by_client_msg_id(request.chat_id, request.sender_id, key.as_str()).await?
@@ -158,7 +172,6 @@ impl MessageStoreGrpc {
         }
         // Content first, then the metadata that makes the message exist: a crash
         // between the two leaves unreferenced content, never a message without content.
-        let now = event_bus::now_ms();
         let stored = StoredContent {
             message_id: uuid::Uuid::new_v4().to_string(),
             chat_id: request.chat_id,
@@ -193,14 +206,7 @@ impl MessageStoreGrpc {
             }
         };
         let message = Message { row, content: stored.content };
-        // The message is durable: announce it and move the chat's updated_at at once.
-        let touch = async {
-            let touch = TouchChatRequest { chat_id: message.row.chat_id, at_ms: now };
-            if let Err(status) = self.metadata.clone().touch_chat(touch).await {
-                tracing::warn!(code = ?status.code(), "cannot move the chat's updated_at");
-            }
-        };
-        tokio::join!(touch, self.publish(message.row.chat_id, Kind::NewMessage(message.clone().into())));
+        self.publish(message.row.chat_id, Kind::NewMessage(message.clone().into())).await;
         Ok((message, true))
     }
 

@@ -100,7 +100,7 @@ async fn the_last_admin_leaving_promotes_the_longest_standing_member(backend: Ba
         metadata.leave_chat(pb::LeaveChatRequest { caller_id: *user, chat_id: chat.id }).await.unwrap();
     }
     let membership = metadata
-        .check_membership(pb::CheckMembershipRequest { chat_id: chat.id, user_id: users[1] })
+        .check_membership(pb::CheckMembershipRequest { chat_id: chat.id, user_id: users[1], touch_at_ms: 0 })
         .await
         .unwrap()
         .into_inner();
@@ -109,6 +109,32 @@ async fn the_last_admin_leaving_promotes_the_longest_standing_member(backend: Ba
     assert!(!chat_now, "a chat nobody is in is inactive");
 }
 on_both_backends!(the_last_admin_leaving_promotes_the_longest_standing_member);
+
+async fn a_senders_membership_check_moves_the_chat_and_an_outsiders_does_not(backend: Backend) {
+    let app = spawn_deployment_on(backend).await;
+    let users = app.register_many("touch", 3).await;
+    let mut metadata = app.metadata().await;
+    let chat = metadata.create_chat(group(users[0], &users[1..2])).await.unwrap().into_inner().chat.unwrap();
+    let reader = metadata.clone();
+    let updated_at = || {
+        let (mut reader, request) = (reader.clone(), pb::GetChatRequest { caller_id: users[0], chat_id: chat.id });
+        async move { reader.get_chat(request).await.unwrap().into_inner().updated_at_ms }
+    };
+    let later = chat.updated_at_ms + 60_000;
+
+    let outsider = pb::CheckMembershipRequest { chat_id: chat.id, user_id: users[2], touch_at_ms: later };
+    assert!(!metadata.check_membership(outsider).await.unwrap().into_inner().is_participant);
+    assert_eq!(updated_at().await, chat.updated_at_ms, "an outsider moves nothing");
+
+    let sender = pb::CheckMembershipRequest { chat_id: chat.id, user_id: users[1], touch_at_ms: later };
+    assert!(metadata.check_membership(sender).await.unwrap().into_inner().is_participant);
+    assert_eq!(updated_at().await, later);
+
+    let earlier = pb::CheckMembershipRequest { chat_id: chat.id, user_id: users[1], touch_at_ms: later - 1 };
+    metadata.check_membership(earlier).await.unwrap();
+    assert_eq!(updated_at().await, later, "updated_at never moves back");
+}
+on_both_backends!(a_senders_membership_check_moves_the_chat_and_an_outsiders_does_not);
 
 async fn membership_changes_are_published_on_the_chats_subject(backend: Backend) {
     let app = spawn_deployment_on(backend).await;
