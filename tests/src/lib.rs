@@ -14,7 +14,7 @@ use chat_proto::{
 use tonic::transport::Channel;
 
 use event_bus::{EventPublisher, NatsBus, Subjects};
-use gateway::config::ServiceUrls;
+use gateway::{config::ServiceUrls, limits::LimitSettings};
 use secrecy::SecretString;
 use sql_pool::{Backend, testing::TestDatabase};
 use tokio::sync::watch;
@@ -134,16 +134,29 @@ pub async fn spawn_gateway(services: ServiceUrls, subjects: &Subjects, stop: &wa
     spawn_gateway_on(services, subjects, &nats_url(), stop).await
 }
 
-/// A gateway on port 0 on the NATS server at `nats_url`.
+/// A gateway on port 0 on the NATS server at `nats_url`, with no rate limits
+/// (tests send faster than people do; `spawn_gateway_limited` has them).
 pub async fn spawn_gateway_on(
     services: ServiceUrls,
     subjects: &Subjects,
     nats_url: &str,
     stop: &watch::Sender<bool>,
 ) -> SocketAddr {
+    spawn_gateway_limited(services, subjects, nats_url, stop, LimitSettings::OFF).await
+}
+
+/// A gateway on port 0 with these rate limits.
+pub async fn spawn_gateway_limited(
+    services: ServiceUrls,
+    subjects: &Subjects,
+    nats_url: &str,
+    stop: &watch::Sender<bool>,
+    limits: LimitSettings,
+) -> SocketAddr {
     let mut settings = gateway::Settings::from_env_with(SecretString::from(SECRET)).expect("settings");
     settings.http_addr = loopback();
     settings.services = services;
+    settings.limits = limits;
     let bus = NatsBus::connect(nats_url, "gateway").await.expect("NATS is reachable");
     let gateway = gateway::Application::build(settings, Arc::new(bus), subjects.clone()).await.expect("gateway starts");
     let addr = gateway.local_addr();
@@ -169,6 +182,12 @@ impl TestDeployment {
     /// Another gateway replica in front of the same services.
     pub async fn another_gateway(&self) -> String {
         format!("http://{}", spawn_gateway_on(self.services.clone(), &self.subjects, &self.nats_url, &self.stop).await)
+    }
+
+    /// Another gateway replica, with these rate limits.
+    pub async fn limited_gateway(&self, limits: LimitSettings) -> String {
+        let addr = spawn_gateway_limited(self.services.clone(), &self.subjects, &self.nats_url, &self.stop, limits);
+        format!("http://{}", addr.await)
     }
 
     /// Registers and logs in a user whose name starts with `prefix`.
@@ -294,6 +313,8 @@ impl TestDeployment {
             .env("NATS_URL", &self.nats_url)
             .env("NATS_SUBJECT_PREFIX", self.subjects.prefix())
             .env("GATEWAY_REPLICA", replica)
+            .env("MESSAGE_RATE_PER_SECOND", "0")
+            .env("LOGIN_FAILURES_PER_MINUTE", "0")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -43,6 +43,8 @@ pub struct Settings {
     /// This replica's name in stats and presence: `GATEWAY_REPLICA`, else the
     /// host name (the pod name on Kubernetes) with a random suffix.
     pub replica: String,
+    /// Rate limits (`MESSAGE_RATE_PER_SECOND`, `MESSAGE_BURST`, `LOGIN_FAILURES_PER_MINUTE`).
+    pub limits: crate::limits::LimitSettings,
 }
 
 impl Settings {
@@ -64,6 +66,7 @@ impl Settings {
             tokens: TokenSettings::from_env(secret)?,
             debug: env_config::flag("DEBUG", false)?,
             replica: env_config::string("GATEWAY_REPLICA").unwrap_or_else(default_replica_name),
+            limits: crate::limits::LimitSettings::from_env()?,
         })
     }
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod metrics;
 pub mod models;
 pub mod openapi;

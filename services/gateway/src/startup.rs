@@ -81,7 +81,9 @@ impl Application {
     /// distributed deployment, in-process in the standalone binary).
     pub async fn build(settings: Settings, bus: Arc<dyn Bus>, subjects: Subjects) -> anyhow::Result<Self> {
         let verifier = TokenVerifier::new(&settings.tokens);
-        let state = AppState::new(&settings.services, verifier, settings.replica.clone(), bus, subjects).await?;
+        let state =
+            AppState::new(&settings.services, verifier, settings.replica.clone(), bus, subjects, settings.limits)
+                .await?;
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on HOST:PORT={}", settings.http_addr))?;

@@ -13,7 +13,12 @@ use event_bus::{Bus, Subjects};
 
 use chat_proto::metadata::CheckMembershipRequest;
 
-use crate::{config::ServiceUrls, error::ApiError, ws::hub::Hub};
+use crate::{
+    config::ServiceUrls,
+    error::ApiError,
+    limits::{LimitSettings, Limits},
+    ws::hub::Hub,
+};
 
 /// What every handler and socket shares, behind one `Arc`: cloning it (axum
 /// does, per request; each WebSocket task holds one) costs a reference count,
@@ -36,6 +41,7 @@ pub struct Services {
     channels: [(&'static str, Channel); 3],
     pub verifier: TokenVerifier,
     pub hub: Hub,
+    pub limits: Limits,
 }
 
 impl AppState {
@@ -47,6 +53,7 @@ impl AppState {
         replica: String,
         bus: Arc<dyn Bus>,
         subjects: Subjects,
+        limits: LimitSettings,
     ) -> anyhow::Result<Self> {
         let auth = grpc_channel::lazy(&urls.auth)?;
         let metadata = grpc_channel::lazy(&urls.metadata)?;
@@ -59,6 +66,7 @@ impl AppState {
             messages: MessageStoreServiceClient::new(messages.clone()),
             channels: [("auth", auth), ("chat_metadata", metadata), ("message_store", messages)],
             verifier,
+            limits: Limits::new(limits),
         })))
     }
 }

@@ -6,6 +6,7 @@ use chat_proto::messages::{self as pb, get_history_request::Cursor};
 use crate::{
     error::{ApiError, ErrorBody},
     extract::{AppJson, AppPath, AppQuery, AuthUser},
+    limits,
     models::{EditMessageBody, HistoryPage, HistoryParams, Message, SendMessageBody, page},
     state::AppState,
 };
@@ -16,6 +17,15 @@ fn messages_error(status: tonic::Status) -> ApiError {
     ApiError::from_status(status, MESSAGES)
 }
 
+/// Spends one of the caller's writes (a send or an edit); 429 past the limit.
+fn spend_write(state: &AppState, caller: &AuthUser) -> Result<(), ApiError> {
+    state
+        .limits
+        .writes
+        .take(&caller.user_id, std::time::Instant::now())
+        .map_err(|wait| ApiError::RateLimited { retry_after_s: limits::retry_after_secs(wait) })
+}
+
 /// Stores a message as the caller; `(message, created)`. Shared with the WebSocket.
 pub async fn send_as(
     state: &AppState,
@@ -24,6 +34,7 @@ pub async fn send_as(
     content: String,
     client_msg_id: Option<String>,
 ) -> Result<(pb::Message, bool), ApiError> {
+    spend_write(state, caller)?;
     let request = pb::SendMessageRequest {
         sender_id: caller.user_id,
         sender_username: caller.username.clone(),
@@ -47,6 +58,7 @@ pub async fn send_as(
         (status = 403, description = "Not a participant", body = ErrorBody),
         (status = 404, description = "No such chat", body = ErrorBody),
         (status = 422, description = "Content empty, blank or over 10,000 characters", body = ErrorBody),
+        (status = 429, description = "Over the sender's write rate (MESSAGE_RATE_PER_SECOND, MESSAGE_BURST); see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn send(
@@ -99,6 +111,7 @@ pub async fn history(
         (status = 403, description = "Not the sender", body = ErrorBody),
         (status = 404, description = "No such message", body = ErrorBody),
         (status = 422, description = "Content out of range", body = ErrorBody),
+        (status = 429, description = "Over the sender's write rate (edits count as writes); see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn edit(
@@ -107,6 +120,7 @@ pub async fn edit(
     AppPath(message_id): AppPath<i64>,
     AppJson(body): AppJson<EditMessageBody>,
 ) -> Result<Json<Message>, ApiError> {
+    spend_write(&state, &caller)?;
     let request = pb::EditMessageRequest { caller_id: caller.user_id, message_id, content: body.content };
     let message = state.messages.clone().edit_message(request).await.map_err(messages_error)?.into_inner();
     Ok(Json(message.into()))

@@ -6,10 +6,12 @@ use axum::{
     http::{StatusCode, header},
 };
 use chat_proto::auth as pb;
+use std::time::Instant;
 
 use crate::{
     error::{ApiError, ErrorBody},
     extract::{AppJson, AppPath, AppQuery, AuthUser, body_bytes, parse_json},
+    limits,
     models::{LoginBody, RegisterBody, SearchParams, Token, UpdateMeBody, UserPrivate, UserPublic, page},
     state::AppState,
 };
@@ -58,6 +60,7 @@ pub async fn register(
         (status = 200, description = "Logged in", body = Token),
         (status = 401, description = "Wrong username or password", body = ErrorBody),
         (status = 422, description = "Missing field", body = ErrorBody),
+        (status = 429, description = "Too many failed logins for this username (LOGIN_FAILURES_PER_MINUTE); see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn login(State(state): State<AppState>, request: Request) -> Result<Json<Token>, ApiError> {
@@ -77,9 +80,16 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Js
     } else {
         parse_json(&bytes)?
     };
+    // Failed logins per username: a guesser gets a few tries a minute.
+    let key = body.username.to_lowercase();
+    let too_many = |wait| ApiError::RateLimited { retry_after_s: limits::retry_after_secs(wait) };
+    state.limits.login_failures.check(&key, Instant::now()).map_err(too_many)?;
     let request = pb::LoginRequest { username: body.username, password: body.password };
     let response = state.auth.clone().login(request).await.map_err(|status| match status.code() {
-        tonic::Code::Unauthenticated => ApiError::Unauthorized("incorrect username or password".into()),
+        tonic::Code::Unauthenticated => {
+            let _ = state.limits.login_failures.take(&key, Instant::now());
+            ApiError::Unauthorized("incorrect username or password".into())
+        }
         _ => auth_error(status),
     })?;
     let response = response.into_inner();
