@@ -409,3 +409,36 @@ async fn admin_rights_are_checked_afresh_for_every_delete() {
     assert_eq!(set_admin(false).await.unwrap().status(), 200);
     assert_eq!(delete(&second).await.unwrap().status(), 403, "no longer an admin");
 }
+
+#[tokio::test]
+async fn repeated_typing_starts_are_passed_on_to_the_bus_once() {
+    use event_bus::Bus as _;
+    use futures::StreamExt as _;
+    use prost::Message as _;
+
+    let app = spawn_deployment().await;
+    let base = app.base_url.clone();
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let chat_id = group(&app, &base, &alice, &[&bob]).await;
+    let mut on_the_bus = app.bus.subscribe(app.subjects.typing(chat_id)).await.unwrap();
+    app.bus.flush().await.unwrap();
+    let mut watcher = ChatSocket::connect_ready(&base, chat_id, &bob.token, None).await.unwrap();
+    let mut typist = ChatSocket::connect_ready(&base, chat_id, &alice.token, None).await.unwrap();
+
+    for _ in 0..20 {
+        typist.send(&json!({"type": "typing", "content": "start"})).await.unwrap();
+    }
+    for _ in 0..3 {
+        typist.send(&json!({"type": "typing", "content": "stop"})).await.unwrap();
+    }
+    typist.send(&json!({"type": "typing", "content": "start"})).await.unwrap();
+    assert_eq!(watcher.expect("typing_started", WAIT).await.unwrap()["user_id"], alice.id);
+    assert_eq!(watcher.expect("typing_stopped", WAIT).await.unwrap()["user_id"], alice.id);
+    assert_eq!(watcher.expect("typing_started", WAIT).await.unwrap()["user_id"], alice.id);
+
+    let mut published = Vec::new();
+    while let Ok(Some(payload)) = tokio::time::timeout(Duration::from_millis(500), on_the_bus.next()).await {
+        published.push(chat_proto::events::TypingEvent::decode(payload).unwrap().started);
+    }
+    assert_eq!(published, vec![true, false, true], "one start, one stop, the next start");
+}

@@ -25,6 +25,9 @@ use crate::{
 
 /// How often an idle connection is pinged.
 const PING_EVERY: Duration = Duration::from_secs(30);
+/// A socket's typing starts go to the bus at most this often (receivers keep
+/// a start for 10 s, so a client repeating it every few seconds stays "typing").
+pub const TYPING_REPEAT: Duration = Duration::from_secs(2);
 
 pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -179,6 +182,7 @@ async fn run(
     let expiry = tokio::time::sleep(expires_in);
     tokio::pin!(expiry);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let mut typing_since = None;
     loop {
         tokio::select! {
             outbound = queue.recv() => {
@@ -204,7 +208,8 @@ async fn run(
             incoming = stream.next() => {
                 match incoming {
                     Some(Ok(WsMessage::Text(text))) => {
-                        if let Some(reply) = Box::pin(handle(state, caller, chat_id, text.as_str())).await {
+                        let reply = Box::pin(handle(state, caller, chat_id, text.as_str(), &mut typing_since)).await;
+                        if let Some(reply) = reply {
                             state.hub.send_to(chat_id, socket_id, reply).await;
                         }
                     }
@@ -259,7 +264,14 @@ async fn write(sink: &mut Sink, outbound: &Queued, last_message_id: &mut i64) ->
 }
 
 /// Acts on one client frame; what to send back to this socket only, if anything.
-async fn handle(state: &AppState, caller: &AuthUser, chat_id: i64, text: &str) -> Option<Outbound> {
+/// `typing_since`: when this socket last passed a typing start on, if it has not stopped since.
+async fn handle(
+    state: &AppState,
+    caller: &AuthUser,
+    chat_id: i64,
+    text: &str,
+    typing_since: &mut Option<tokio::time::Instant>,
+) -> Option<Outbound> {
     let frame = match parse_client_frame(text, chat_id) {
         Ok(frame) => frame,
         Err(error) => return Some(Outbound::Frame(error.into_frame().to_json().into())),
@@ -270,7 +282,19 @@ async fn handle(state: &AppState, caller: &AuthUser, chat_id: i64, text: &str) -
             Some(Outbound::Frame(pong.to_json().into()))
         }
         ClientFrame::Typing { started } => {
-            state.hub.typing(chat_id, caller.user_id, started).await;
+            // Typing fans out to the whole chat over the bus: a start repeated
+            // sooner than TYPING_REPEAT, or a stop with no start, changes
+            // nothing for the receivers and is not passed on.
+            let now = tokio::time::Instant::now();
+            let news = if started {
+                typing_since.is_none_or(|since| now.duration_since(since) >= TYPING_REPEAT)
+            } else {
+                typing_since.is_some()
+            };
+            if news {
+                *typing_since = started.then_some(now);
+                state.hub.typing(chat_id, caller.user_id, started).await;
+            }
             None
         }
         ClientFrame::Message { content, client_msg_id } => {
