@@ -28,7 +28,7 @@ fn distributed_services_refuse_to_start_without_a_secret_key() {
 
 #[test]
 fn malformed_values_are_refused_naming_the_variable() {
-    let cases: [(&str, (&str, &str)); 8] = [
+    let cases: [(&str, (&str, &str)); 9] = [
         ("gateway", ("PORT", "eighty")),
         ("gateway", ("AUTH_GRPC_URL", "not a url")),
         ("auth", ("DATABASE_URL", "postgres://somewhere/db")),
@@ -37,6 +37,7 @@ fn malformed_values_are_refused_naming_the_variable() {
         ("message-store", ("CONTENT_STORE", "floppy")),
         ("message-store", ("METRICS_ADDR", "everywhere:9103")),
         ("gateway", ("MESSAGE_RATE_PER_SECOND", "-1")),
+        ("auth", ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")),
     ];
     for (binary, (variable, value)) in cases {
         let (code, stderr) = run(binary, &[SECRET, (variable, value)]);

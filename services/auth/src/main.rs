@@ -3,7 +3,13 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     env_config::load_dotenv();
-    telemetry::init("auth");
+    let _telemetry = match telemetry::init("auth") {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("auth: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let settings = match auth::Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {

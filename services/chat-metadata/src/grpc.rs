@@ -7,7 +7,8 @@ use chat_proto::{
     metadata::{self as pb, chat_metadata_service_server::ChatMetadataService},
 };
 use event_bus::EventPublisher;
-use tonic::{Request, Response, Status, transport::Channel};
+use grpc_channel::GrpcChannel;
+use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{Chat, ChatType, GroupName, MAX_GROUP_MEMBERS, Member, Participant, distinct_ids},
@@ -20,7 +21,7 @@ type Result<T> = std::result::Result<T, MetadataError>;
 #[derive(Clone)]
 pub struct ChatMetadataGrpc {
     store: ChatStore,
-    auth: AuthServiceClient<Channel>,
+    auth: AuthServiceClient<GrpcChannel>,
     events: EventPublisher,
 }
 
@@ -80,7 +81,7 @@ impl Access {
 }
 
 impl ChatMetadataGrpc {
-    pub fn new(store: ChatStore, auth: AuthServiceClient<Channel>, events: EventPublisher) -> Self {
+    pub fn new(store: ChatStore, auth: AuthServiceClient<GrpcChannel>, events: EventPublisher) -> Self {
         Self { store, auth, events }
     }
 

@@ -5,7 +5,13 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     env_config::load_dotenv();
-    telemetry::init("chat-metadata");
+    let _telemetry = match telemetry::init("chat-metadata") {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("chat-metadata: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let settings = match chat_metadata::Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {

@@ -3,7 +3,13 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     env_config::load_dotenv();
-    telemetry::init("gateway");
+    let _telemetry = match telemetry::init("gateway") {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("gateway: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let settings = match gateway::Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {

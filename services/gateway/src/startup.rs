@@ -64,7 +64,10 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
-            tracing::info_span!("http", method = %request.method(), route)
+            let span = tracing::info_span!("http", method = %request.method(), route);
+            // A client's `traceparent` makes this request part of its trace.
+            telemetry::propagation::continue_trace(&span, request.headers());
+            span
         }))
         .with_state(state)
 }

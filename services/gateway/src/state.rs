@@ -5,7 +5,7 @@ use chat_proto::{
     auth::auth_service_client::AuthServiceClient, messages::message_store_service_client::MessageStoreServiceClient,
     metadata::chat_metadata_service_client::ChatMetadataServiceClient,
 };
-use tonic::transport::Channel;
+use grpc_channel::GrpcChannel;
 
 use std::sync::Arc;
 
@@ -35,10 +35,10 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Services {
-    pub auth: AuthServiceClient<Channel>,
-    pub metadata: ChatMetadataServiceClient<Channel>,
-    pub messages: MessageStoreServiceClient<Channel>,
-    channels: [(&'static str, Channel); 3],
+    pub auth: AuthServiceClient<GrpcChannel>,
+    pub metadata: ChatMetadataServiceClient<GrpcChannel>,
+    pub messages: MessageStoreServiceClient<GrpcChannel>,
+    channels: [(&'static str, GrpcChannel); 3],
     pub verifier: TokenVerifier,
     pub hub: Hub,
     pub limits: Limits,

@@ -8,7 +8,10 @@ mod metered;
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::{
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use url::Url;
 
@@ -17,19 +20,36 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a health probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Puts the calling span's trace context into every call's metadata.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Propagate;
+
+impl Interceptor for Propagate {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let mut headers = std::mem::take(request.metadata_mut()).into_headers();
+        telemetry::propagation::inject_current(&mut headers);
+        *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+        Ok(request)
+    }
+}
+
+/// A channel to another service that carries the trace context.
+pub type GrpcChannel = InterceptedService<Channel, Propagate>;
+
 /// A channel to `url` that connects on first use and after every outage.
-pub fn lazy(url: &Url) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_string())?
+pub fn lazy(url: &Url) -> anyhow::Result<GrpcChannel> {
+    let channel = Endpoint::from_shared(url.to_string())?
         .connect_timeout(Duration::from_secs(2))
         .timeout(CALL_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true)
-        .connect_lazy())
+        .connect_lazy();
+    Ok(InterceptedService::new(channel, Propagate))
 }
 
 /// Whether the service behind `channel` answers `grpc.health.v1` as serving.
-pub async fn is_serving(channel: Channel) -> bool {
+pub async fn is_serving(channel: GrpcChannel) -> bool {
     let mut client = HealthClient::new(channel);
     let check = client.check(HealthCheckRequest { service: String::new() });
     match tokio::time::timeout(PROBE_TIMEOUT, check).await {
@@ -119,7 +139,11 @@ where
     tracing::info!(addr = %listener.local_addr()?, service = S::NAME, "gRPC service listening");
     let metrics_task = metrics.map(|metrics| tokio::spawn(serve_metrics(metrics)));
     let result = tonic::transport::Server::builder()
-        .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .trace_fn(|request| {
+            let span = tracing::info_span!("grpc", path = %request.uri().path());
+            telemetry::propagation::continue_trace(&span, request.headers());
+            span
+        })
         .layer(metered::MeteredLayer)
         .add_service(health_service)
         .add_service(service)

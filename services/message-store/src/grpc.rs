@@ -10,7 +10,8 @@ use chat_proto::{
     metadata::{CheckMembershipRequest, Membership, chat_metadata_service_client::ChatMetadataServiceClient},
 };
 use event_bus::EventPublisher;
-use tonic::{Request, Response, Status, transport::Channel};
+use grpc_channel::GrpcChannel;
+use tonic::{Request, Response, Status};
 
 use crate::{
     content::{ContentStore, StoredContent},
@@ -29,7 +30,7 @@ const MAX_LAST_MESSAGES: usize = 100;
 pub struct MessageStoreGrpc {
     store: MessageStore,
     contents: Arc<dyn ContentStore>,
-    metadata: ChatMetadataServiceClient<Channel>,
+    metadata: ChatMetadataServiceClient<GrpcChannel>,
     memberships: Arc<MembershipCache>,
     events: EventPublisher,
 }
@@ -64,7 +65,7 @@ impl MessageStoreGrpc {
     pub fn new(
         store: MessageStore,
         contents: Arc<dyn ContentStore>,
-        metadata: ChatMetadataServiceClient<Channel>,
+        metadata: ChatMetadataServiceClient<GrpcChannel>,
         memberships: Arc<MembershipCache>,
         events: EventPublisher,
     ) -> Self {

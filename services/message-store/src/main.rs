@@ -5,7 +5,13 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     env_config::load_dotenv();
-    telemetry::init("message-store");
+    let _telemetry = match telemetry::init("message-store") {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("message-store: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let settings = match message_store::Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {

@@ -7,7 +7,13 @@ mod server;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     env_config::load_dotenv();
-    telemetry::init("standalone");
+    let _telemetry = match telemetry::init("standalone") {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("chat-server: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let settings = match config::Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {

@@ -32,12 +32,12 @@ use chat_proto::{
 };
 use event_bus::{Bus, Subjects, Subscription, now_ms};
 use futures::StreamExt;
+use grpc_channel::GrpcChannel;
 use prost::Message as _;
 use tokio::{
     sync::{Notify, mpsc},
     task::JoinHandle,
 };
-use tonic::transport::Channel;
 
 use super::frames::ServerFrame;
 use crate::{
@@ -170,7 +170,7 @@ struct Inner {
     replica: String,
     bus: Arc<dyn Bus>,
     subjects: Subjects,
-    messages: MessageStoreServiceClient<Channel>,
+    messages: MessageStoreServiceClient<GrpcChannel>,
     rooms: tokio::sync::Mutex<HashMap<i64, Arc<Room>>>,
     next_socket: AtomicU64,
     /// Other replicas: their last heartbeat's connection count and when it came.
@@ -313,7 +313,7 @@ impl Hub {
         replica: String,
         bus: Arc<dyn Bus>,
         subjects: Subjects,
-        messages: MessageStoreServiceClient<Channel>,
+        messages: MessageStoreServiceClient<GrpcChannel>,
     ) -> anyhow::Result<Self> {
         let hub = Self {
             inner: Arc::new(Inner {
