@@ -38,7 +38,9 @@ pub type Subscription = BoxStream<'static, Bytes>;
 pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, subject: String, payload: Bytes) -> Result<(), BusError>;
     async fn subscribe(&self, subject: String) -> Result<Subscription, BusError>;
-    /// Waits until what was published so far has left this process.
+    /// Waits until the bus has taken what this process published and
+    /// subscribed so far (a subscription made before `flush` hears everything
+    /// published after it returns, from any process).
     async fn flush(&self) -> Result<(), BusError>;
     /// Counts the reconnections after an outage (subscribers may have missed
     /// messages meanwhile); `None` for a bus that cannot lose its connection.

@@ -7,6 +7,9 @@ use futures::StreamExt;
 
 use crate::{Bus, BusError, Subscription};
 
+/// How long [`Bus::flush`] waits for the server's answer.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct NatsBus {
     client: async_nats::Client,
@@ -69,7 +72,17 @@ impl Bus for NatsBus {
     }
 
     async fn flush(&self) -> Result<(), BusError> {
-        self.client.flush().await.map_err(|error| BusError::Unavailable(error.to_string()))
+        self.client.flush().await.map_err(|error| BusError::Unavailable(error.to_string()))?;
+        // Written is not taken: a subscription counts once the server has
+        // processed it. A request nobody answers comes back as "no
+        // responders" after the server has processed everything this
+        // connection sent before it, subscriptions included.
+        let request = async_nats::Request::new().timeout(Some(SYNC_TIMEOUT));
+        match self.client.send_request(self.client.new_inbox(), request).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.kind() == async_nats::client::RequestErrorKind::NoResponders => Ok(()),
+            Err(error) => Err(BusError::Unavailable(error.to_string())),
+        }
     }
 
     fn reconnections(&self) -> Option<tokio::sync::watch::Receiver<u64>> {

@@ -442,3 +442,22 @@ async fn repeated_typing_starts_are_passed_on_to_the_bus_once() {
     }
     assert_eq!(published, vec![true, false, true], "one start, one stop, the next start");
 }
+
+#[tokio::test]
+async fn a_subscription_made_before_flush_hears_the_next_publish_of_any_connection() {
+    use event_bus::{Bus as _, NatsBus};
+    use futures::StreamExt as _;
+
+    let url = chat_tests::nats_url();
+    let (listener, publisher) =
+        (NatsBus::connect(&url, "listener").await.unwrap(), NatsBus::connect(&url, "publisher").await.unwrap());
+    let prefix = chat_tests::unique_prefix("flush");
+    for n in 0..20 {
+        let subject = format!("{prefix}.probe.{n}");
+        let mut subscription = listener.subscribe(subject.clone()).await.unwrap();
+        listener.flush().await.expect("the server answers");
+        publisher.publish(subject, format!("{n}").into()).await.unwrap();
+        let heard = tokio::time::timeout(WAIT, subscription.next()).await.expect("heard").unwrap();
+        assert_eq!(heard, format!("{n}").as_bytes());
+    }
+}
