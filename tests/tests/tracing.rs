@@ -6,6 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use chat_tests::ws::ChatSocket;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
     trace_service_server::{TraceService, TraceServiceServer},
@@ -69,6 +70,25 @@ async fn a_clients_trace_continues_through_the_gateway_into_auth() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+
+    // A message's delivery over NATS belongs to the trace of the send that caused it.
+    let other = app.user("receiver").await;
+    let body = serde_json::json!({"chat_type": "direct", "participant_ids": [other.id]});
+    let chat = app.http.post(app.url("/api/v1/chats/")).bearer_auth(&user.token).json(&body).send().await.unwrap();
+    let chat_id = chat.json::<serde_json::Value>().await.unwrap()["id"].as_i64().unwrap();
+    let mut socket = ChatSocket::connect_ready(&app.base_url, chat_id, &other.token, None).await.unwrap();
+    let (send_trace, send_span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    let sent = app
+        .http
+        .post(app.url("/api/v1/messages/"))
+        .bearer_auth(&user.token)
+        .header("traceparent", format!("00-{send_trace}-{send_span}-01"))
+        .json(&serde_json::json!({"chat_id": chat_id, "content": "traced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 201);
+    socket.expect("new_message", Duration::from_secs(5)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(telemetry); // flushes
 
@@ -81,6 +101,8 @@ async fn a_clients_trace_continues_through_the_gateway_into_auth() {
         "auth's gRPC span is in the same trace, under the gateway's call: {:?}",
         ours.iter().map(|span| &span.name).collect::<Vec<_>>()
     );
+    let send: Vec<&String> = spans.iter().filter(|span| span.trace_id == send_trace).map(|span| &span.name).collect();
+    assert!(send.iter().any(|name| *name == "deliver"), "the gateway's delivery joins the send's trace: {send:?}");
 }
 
 fn hex(bytes: &[u8]) -> String {

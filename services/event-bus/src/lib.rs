@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_proto::events::{ChatEvent, TypingEvent};
-use futures::stream::BoxStream;
+use futures::{StreamExt as _, stream::BoxStream};
 use prost::Message as _;
+use telemetry::propagation::TracePairs;
 
 pub use local::LocalBus;
 pub use nats::NatsBus;
@@ -33,11 +34,23 @@ pub enum BusError {
 /// A stream of payloads published on one subject.
 pub type Subscription = BoxStream<'static, Bytes>;
 
+/// A stream of payloads with the trace context each was published with.
+pub type TracedSubscription = BoxStream<'static, (Bytes, TracePairs)>;
+
 /// Publish/subscribe on subjects, at most once (like core NATS).
 #[tonic::async_trait]
 pub trait Bus: Send + Sync + 'static {
     async fn publish(&self, subject: String, payload: Bytes) -> Result<(), BusError>;
     async fn subscribe(&self, subject: String) -> Result<Subscription, BusError>;
+    /// Publishes with trace context (NATS headers); a bus without headers drops it.
+    async fn publish_traced(&self, subject: String, payload: Bytes, trace: TracePairs) -> Result<(), BusError> {
+        let _ = trace;
+        self.publish(subject, payload).await
+    }
+    /// Like [`Bus::subscribe`], with each payload's trace context (empty when it had none).
+    async fn subscribe_traced(&self, subject: String) -> Result<TracedSubscription, BusError> {
+        Ok(self.subscribe(subject).await?.map(|payload| (payload, TracePairs::new())).boxed())
+    }
     /// Waits until the bus has taken what this process published and
     /// subscribed so far (a subscription made before `flush` hears everything
     /// published after it returns, from any process).
@@ -146,7 +159,8 @@ impl EventPublisher {
     /// returned: the change is already durable, and subscribers backfill.
     pub async fn chat_event(&self, event: ChatEvent) {
         let subject = self.subjects.events(event.chat_id);
-        if let Err(error) = self.bus.publish(subject.clone(), Bytes::from(event.encode_to_vec())).await {
+        let (payload, trace) = (Bytes::from(event.encode_to_vec()), telemetry::propagation::current_trace());
+        if let Err(error) = self.bus.publish_traced(subject.clone(), payload, trace).await {
             tracing::warn!(%error, subject, "cannot publish a chat event");
         }
     }

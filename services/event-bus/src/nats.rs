@@ -5,7 +5,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::{Bus, BusError, Subscription};
+use telemetry::propagation::TracePairs;
+
+use crate::{Bus, BusError, Subscription, TracedSubscription};
 
 /// How long [`Bus::flush`] waits for the server's answer.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
@@ -63,6 +65,34 @@ impl NatsBus {
 impl Bus for NatsBus {
     async fn publish(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
         self.client.publish(subject, payload).await.map_err(|error| BusError::Unavailable(error.to_string()))
+    }
+
+    async fn publish_traced(&self, subject: String, payload: Bytes, trace: TracePairs) -> Result<(), BusError> {
+        if trace.is_empty() {
+            return self.publish(subject, payload).await;
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in trace {
+            headers.insert(name.as_str(), value.as_str());
+        }
+        let published = self.client.publish_with_headers(subject, headers, payload).await;
+        published.map_err(|error| BusError::Unavailable(error.to_string()))
+    }
+
+    async fn subscribe_traced(&self, subject: String) -> Result<TracedSubscription, BusError> {
+        let subscriber =
+            self.client.subscribe(subject).await.map_err(|error| BusError::Unavailable(error.to_string()))?;
+        Ok(subscriber
+            .map(|message| {
+                let trace = message
+                    .headers
+                    .iter()
+                    .flat_map(|headers| headers.iter())
+                    .filter_map(|(name, values)| Some((name.to_string(), values.first()?.to_string())))
+                    .collect();
+                (message.payload, trace)
+            })
+            .boxed())
     }
 
     async fn subscribe(&self, subject: String) -> Result<Subscription, BusError> {

@@ -30,7 +30,7 @@ use chat_proto::{
         message_store_service_client::MessageStoreServiceClient,
     },
 };
-use event_bus::{Bus, Subjects, Subscription, now_ms};
+use event_bus::{Bus, Subjects, Subscription, TracedSubscription, now_ms};
 use futures::StreamExt;
 use grpc_channel::GrpcChannel;
 use prost::Message as _;
@@ -38,6 +38,7 @@ use tokio::{
     sync::{Notify, mpsc},
     task::JoinHandle,
 };
+use tracing::Instrument as _;
 
 use super::frames::ServerFrame;
 use crate::{
@@ -378,7 +379,7 @@ impl Hub {
     /// Subscribes a new room to the chat's subjects, takes its baseline and starts its loop.
     async fn open(&self, room: &Arc<Room>, user_id: i64) -> anyhow::Result<()> {
         let (subjects, bus, chat_id) = (&self.inner.subjects, &self.inner.bus, room.chat_id);
-        let events = bus.subscribe(subjects.events(chat_id)).await?;
+        let events = bus.subscribe_traced(subjects.events(chat_id)).await?;
         let typing = bus.subscribe(subjects.typing(chat_id)).await?;
         let presence = bus.subscribe(subjects.presence(chat_id)).await?;
         let _ = bus.flush().await;
@@ -674,7 +675,7 @@ impl Inner {
 async fn room_loop(
     hub: std::sync::Weak<Inner>,
     room: Arc<Room>,
-    mut events: Subscription,
+    mut events: TracedSubscription,
     mut typing: Subscription,
     mut presence: Subscription,
 ) {
@@ -697,10 +698,15 @@ async fn room_loop(
             }
         };
         tokio::select! {
-            Some(payload) = events.next() => {
+            Some((payload, trace)) = events.next() => {
                 let Some(inner) = hub.upgrade() else { return };
                 match ChatEvent::decode(payload) {
-                    Ok(event) => inner.on_chat_event(&room, event).await,
+                    Ok(event) => {
+                        // Part of the trace of the request that caused it (a send, an edit…).
+                        let span = tracing::info_span!("deliver", chat_id = room.chat_id);
+                        telemetry::propagation::continue_trace_from(&span, &trace);
+                        inner.on_chat_event(&room, event).instrument(span).await;
+                    }
                     Err(error) => tracing::warn!(%error, "an undecodable chat event"),
                 }
             }
