@@ -190,6 +190,16 @@ impl TestDeployment {
         format!("http://{}", addr.await)
     }
 
+    /// `owner`'s direct chat with `other`, created over REST on the gateway at `base_url`; its id.
+    pub async fn direct_chat(&self, base_url: &str, owner: &TestUser, other: &TestUser) -> i64 {
+        let body = serde_json::json!({"chat_type": "direct", "participant_ids": [other.id]});
+        let request = self.http.post(format!("{base_url}/api/v1/chats/")).bearer_auth(&owner.token).json(&body);
+        let response = request.send().await.expect("the gateway answers");
+        assert!(response.status().is_success(), "a direct chat: {}", response.status());
+        let chat: serde_json::Value = response.json().await.expect("JSON");
+        chat["id"].as_i64().expect("a chat id")
+    }
+
     /// Registers and logs in a user whose name starts with `prefix`.
     pub async fn user(&self, prefix: &str) -> TestUser {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);

@@ -73,9 +73,7 @@ async fn a_clients_trace_continues_through_the_gateway_into_auth() {
 
     // A message's delivery over NATS belongs to the trace of the send that caused it.
     let other = app.user("receiver").await;
-    let body = serde_json::json!({"chat_type": "direct", "participant_ids": [other.id]});
-    let chat = app.http.post(app.url("/api/v1/chats/")).bearer_auth(&user.token).json(&body).send().await.unwrap();
-    let chat_id = chat.json::<serde_json::Value>().await.unwrap()["id"].as_i64().unwrap();
+    let chat_id = app.direct_chat(&app.base_url, &user, &other).await;
     let mut socket = ChatSocket::connect_ready(&app.base_url, chat_id, &other.token, None).await.unwrap();
     let (send_trace, send_span) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
     let sent = app

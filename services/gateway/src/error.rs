@@ -65,6 +65,11 @@ impl ApiError {
         Self::Validation(vec![FieldError::new(field, message)])
     }
 
+    /// 429, to retry after `wait` (whole seconds, at least 1).
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        Self::RateLimited { retry_after_s: crate::limits::retry_after_secs(wait) }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -92,7 +92,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 
     /// The key's bucket, refilled up to `now`.
-    fn refilled(&self, buckets: &mut HashMap<K, Bucket>, key: &K, now: Instant) -> Bucket {
+    fn refilled(&self, buckets: &HashMap<K, Bucket>, key: &K, now: Instant) -> Bucket {
         let Rate { per_second, burst } = self.rate;
         let bucket = buckets.get(key).copied().unwrap_or(Bucket { tokens: burst, at: now });
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
@@ -113,7 +113,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             return Ok(());
         }
         let mut buckets = self.buckets();
-        let mut bucket = self.refilled(&mut buckets, key, now);
+        let mut bucket = self.refilled(&buckets, key, now);
         let outcome = if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
@@ -130,8 +130,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         if self.rate.is_off() {
             return Ok(());
         }
-        let mut buckets = self.buckets();
-        let bucket = self.refilled(&mut buckets, key, now);
+        let bucket = self.refilled(&self.buckets(), key, now);
         if bucket.tokens >= 1.0 { Ok(()) } else { Err(self.wait_for_one(bucket)) }
     }
 

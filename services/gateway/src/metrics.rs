@@ -9,7 +9,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use telemetry::metrics::{Counter, EncodeLabelSet, Family, Gauge, Histogram, latency_histogram, register};
+use telemetry::metrics::{Counter, EncodeLabelSet, Family, Gauge, LatencyFamily, latency_family, register};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Answered {
@@ -26,7 +26,7 @@ struct Route {
 
 pub struct GatewayMetrics {
     requests: Family<Answered, Counter>,
-    latency: Family<Route, Histogram, fn() -> Histogram>,
+    latency: LatencyFamily<Route>,
     /// Open WebSocket connections on this replica.
     pub ws_connections: Gauge,
     /// Frames queued to sockets by the hub's fanout.
@@ -40,7 +40,7 @@ pub struct GatewayMetrics {
 pub static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
     let metrics = GatewayMetrics {
         requests: Family::default(),
-        latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+        latency: latency_family(),
         ws_connections: Gauge::default(),
         ws_frames_queued: Counter::default(),
         ws_slow_closes: Counter::default(),

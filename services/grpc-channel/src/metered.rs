@@ -8,7 +8,7 @@ use std::{
     time::Instant,
 };
 
-use telemetry::metrics::{Counter, EncodeLabelSet, Family, Histogram, latency_histogram, register};
+use telemetry::metrics::{Counter, EncodeLabelSet, Family, LatencyFamily, latency_family, register};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Call {
@@ -23,14 +23,11 @@ struct Method {
 
 struct GrpcMetrics {
     requests: Family<Call, Counter>,
-    latency: Family<Method, Histogram, fn() -> Histogram>,
+    latency: LatencyFamily<Method>,
 }
 
 static METRICS: LazyLock<GrpcMetrics> = LazyLock::new(|| {
-    let metrics = GrpcMetrics {
-        requests: Family::default(),
-        latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
-    };
+    let metrics = GrpcMetrics { requests: Family::default(), latency: latency_family() };
     register(|registry| {
         registry.register(
             "grpc_server_requests",

@@ -44,6 +44,14 @@ pub fn latency_histogram() -> Histogram {
     Histogram::new(latency_buckets())
 }
 
+/// Latency histograms by label set.
+pub type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// A [`LatencyFamily`] whose histograms have [`latency_buckets`].
+pub fn latency_family<L: Clone + std::hash::Hash + Eq>() -> LatencyFamily<L> {
+    Family::new_with_constructor(latency_histogram)
+}
+
 /// The Prometheus text exposition of every registered metric.
 pub fn render() -> String {
     let mut text = String::new();

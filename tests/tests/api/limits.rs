@@ -20,20 +20,9 @@ async fn writes_past_the_limit_are_429_with_retry_after_per_user() {
     let app = spawn_deployment().await;
     let base = app.limited_gateway(TIGHT).await;
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
-    let body = json!({"chat_type": "direct", "participant_ids": [bob.id]});
-    let chat: Value = app
-        .http
-        .post(format!("{base}/api/v1/chats/"))
-        .bearer_auth(&alice.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let chat_id = app.direct_chat(&base, &alice, &bob).await;
     let send = |user: &chat_tests::TestUser| {
-        let body = json!({"chat_id": chat["id"], "content": "hi"});
+        let body = json!({"chat_id": chat_id, "content": "hi"});
         app.http.post(format!("{base}/api/v1/messages/")).bearer_auth(&user.token).json(&body).send()
     };
     let first = send(&alice).await.unwrap();
@@ -61,7 +50,7 @@ async fn writes_past_the_limit_are_429_with_retry_after_per_user() {
 
     assert_eq!(send(&bob).await.unwrap().status(), 201, "bob has his own budget");
     // Reads are not limited.
-    let history = app.http.get(format!("{base}/api/v1/messages/chat/{}", chat["id"])).bearer_auth(&alice.token);
+    let history = app.http.get(format!("{base}/api/v1/messages/chat/{chat_id}")).bearer_auth(&alice.token);
     assert_eq!(history.send().await.unwrap().status(), 200);
 }
 
@@ -70,9 +59,7 @@ async fn a_limited_websocket_send_gets_an_error_frame_and_the_socket_stays_open(
     let app = spawn_deployment().await;
     let base = app.limited_gateway(TIGHT).await;
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
-    let body = json!({"chat_type": "direct", "participant_ids": [bob.id]});
-    let response = app.http.post(format!("{base}/api/v1/chats/")).bearer_auth(&alice.token).json(&body).send();
-    let chat_id = response.await.unwrap().json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let chat_id = app.direct_chat(&base, &alice, &bob).await;
     let mut socket = ChatSocket::connect_ready(&base, chat_id, &alice.token, None).await.unwrap();
     for n in 0..3 {
         socket.send(&json!({"type": "message", "content": format!("m{n}")})).await.unwrap();

@@ -24,16 +24,21 @@ async fn group(app: &TestDeployment, base_url: &str, owner: &TestUser, members: 
     response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
 }
 
-async fn send(app: &TestDeployment, base_url: &str, sender: &TestUser, chat_id: i64, content: &str) -> Value {
+/// `POST /api/v1/messages/` as `sender`.
+async fn post_message(
+    app: &TestDeployment,
+    base_url: &str,
+    sender: &TestUser,
+    chat_id: i64,
+    content: &str,
+) -> reqwest::Response {
     let body = json!({"chat_id": chat_id, "content": content});
-    let response = app
-        .http
-        .post(format!("{base_url}/api/v1/messages/"))
-        .bearer_auth(&sender.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let request = app.http.post(format!("{base_url}/api/v1/messages/")).bearer_auth(&sender.token).json(&body);
+    request.send().await.unwrap()
+}
+
+async fn send(app: &TestDeployment, base_url: &str, sender: &TestUser, chat_id: i64, content: &str) -> Value {
+    let response = post_message(app, base_url, sender, chat_id, content).await;
     assert_eq!(response.status(), 201, "{:?}", response.text().await);
     response.json().await.unwrap()
 }
@@ -318,11 +323,9 @@ async fn a_typing_start_without_stop_ends_after_10_seconds_on_every_replica() {
     assert!(typist.expect("typing_stopped", Duration::from_millis(300)).await.is_err(), "never echoed to the typist");
 }
 
-/// `POST /api/v1/messages/` as `sender`, answering the status only.
+/// A send's status only.
 async fn send_status(app: &TestDeployment, base_url: &str, sender: &TestUser, chat_id: i64) -> u16 {
-    let body = json!({"chat_id": chat_id, "content": "hello?"});
-    let request = app.http.post(format!("{base_url}/api/v1/messages/")).bearer_auth(&sender.token).json(&body);
-    request.send().await.unwrap().status().as_u16()
+    post_message(app, base_url, sender, chat_id, "hello?").await.status().as_u16()
 }
 
 async fn history_status(app: &TestDeployment, base_url: &str, reader: &TestUser, chat_id: i64) -> u16 {

@@ -6,7 +6,6 @@ use chat_proto::messages::{self as pb, get_history_request::Cursor};
 use crate::{
     error::{ApiError, ErrorBody},
     extract::{AppJson, AppPath, AppQuery, AuthUser},
-    limits,
     models::{EditMessageBody, HistoryPage, HistoryParams, Message, SendMessageBody, page},
     state::AppState,
 };
@@ -19,11 +18,7 @@ fn messages_error(status: tonic::Status) -> ApiError {
 
 /// Spends one of the caller's writes (a send or an edit); 429 past the limit.
 fn spend_write(state: &AppState, caller: &AuthUser) -> Result<(), ApiError> {
-    state
-        .limits
-        .writes
-        .take(&caller.user_id, std::time::Instant::now())
-        .map_err(|wait| ApiError::RateLimited { retry_after_s: limits::retry_after_secs(wait) })
+    state.limits.writes.take(&caller.user_id, std::time::Instant::now()).map_err(ApiError::rate_limited)
 }
 
 /// Stores a message as the caller; `(message, created)`. Shared with the WebSocket.

@@ -11,7 +11,6 @@ use std::time::Instant;
 use crate::{
     error::{ApiError, ErrorBody},
     extract::{AppJson, AppPath, AppQuery, AuthUser, body_bytes, parse_json},
-    limits,
     models::{LoginBody, RegisterBody, SearchParams, Token, UpdateMeBody, UserPrivate, UserPublic, page},
     state::AppState,
 };
@@ -82,8 +81,7 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Js
     };
     // Failed logins per username: a guesser gets a few tries a minute.
     let key = body.username.to_lowercase();
-    let too_many = |wait| ApiError::RateLimited { retry_after_s: limits::retry_after_secs(wait) };
-    state.limits.login_failures.check(&key, Instant::now()).map_err(too_many)?;
+    state.limits.login_failures.check(&key, Instant::now()).map_err(ApiError::rate_limited)?;
     let request = pb::LoginRequest { username: body.username, password: body.password };
     let response = state.auth.clone().login(request).await.map_err(|status| match status.code() {
         tonic::Code::Unauthenticated => {
