@@ -10,7 +10,7 @@
 # Environment: MYSQL_* or DATABASE_URL (default mysql://root@127.0.0.1:3306/chat_cluster),
 # NATS_URL (default nats://127.0.0.1:4222), CONTENT_STORE (default sql: no MongoDB here;
 # set CONTENT_STORE=mongodb and MONGODB_URL where one runs), GATEWAY_PORTS (default "8000 8001").
-# State (logs, pids, the generated SECRET_KEY) lives in .cluster/.
+# State (logs, pids, the generated SECRET_KEY and INTERNAL_TOKEN) lives in .cluster/.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,8 +50,10 @@ up() {
     say "building the service binaries ($profile)"
     (cd "$repo" && cargo build "${flags[@]}" --locked -p auth -p chat-metadata -p message-store -p gateway)
     [[ -f "$state/secret_key" ]] || head -c 48 /dev/urandom | base64 | tr -d '/+=\n' >"$state/secret_key"
+    [[ -f "$state/internal_token" ]] || head -c 48 /dev/urandom | base64 | tr -d '/+=\n' >"$state/internal_token"
     local common=(
         "SECRET_KEY=$(cat "$state/secret_key")"
+        "INTERNAL_TOKEN=$(cat "$state/internal_token")"
         "DATABASE_URL=${DATABASE_URL:-mysql://root@127.0.0.1:3306/chat_cluster}"
         "NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}"
         "RUST_LOG=${RUST_LOG:-info}"

@@ -11,7 +11,7 @@ use chat_proto::{
     auth::auth_service_client::AuthServiceClient, messages::message_store_service_client::MessageStoreServiceClient,
     metadata::chat_metadata_service_client::ChatMetadataServiceClient,
 };
-use tonic::transport::Channel;
+use grpc_channel::{GrpcChannel, Security};
 
 use event_bus::{EventPublisher, NatsBus, Subjects};
 use gateway::{config::ServiceUrls, limits::LimitSettings};
@@ -21,6 +21,24 @@ use tokio::sync::watch;
 use url::Url;
 
 pub const SECRET: &str = "cross-service-test-secret-0123456789";
+/// The internal credential of every deployment the tests start.
+pub const INTERNAL_TOKEN: &str = "cross-service-test-internal-credential-0123456789";
+
+/// The services' trust settings in tests: [`INTERNAL_TOKEN`].
+pub fn security() -> Security {
+    Security { credential: grpc_channel::InternalCredential::parse(INTERNAL_TOKEN).expect("a valid credential") }
+}
+
+/// A call that acts for `user_id` (named `user<id>`), with a token signed by [`SECRET`].
+pub fn as_user<T>(user_id: i64, message: T) -> tonic::Request<T> {
+    let settings = access_token::TokenSettings {
+        secret: SecretString::from(SECRET),
+        algorithm: access_token::Algorithm::HS256,
+        ttl: std::time::Duration::from_secs(600),
+    };
+    let token = access_token::TokenIssuer::new(&settings).issue(user_id, &format!("user{user_id}")).expect("a token");
+    internal_auth::UserToken::new(&token).expect("a token travels as metadata").request(message)
+}
 
 /// The NATS server tests use: `TEST_NATS_URL`, default `nats://127.0.0.1:4222`.
 pub fn nats_url() -> String {
@@ -91,7 +109,8 @@ pub async fn spawn_deployment_with(backend: Backend, nats_url: &str) -> TestDepl
     let bus = NatsBus::connect(nats_url, "chat-tests").await.expect("NATS is reachable (tests/run.sh starts it)");
     let events = EventPublisher::new(Arc::new(bus.clone()), subjects.clone());
 
-    let mut settings = auth::Settings::from_env_with(db.url.clone(), SecretString::from(SECRET)).expect("settings");
+    let mut settings =
+        auth::Settings::from_env_with(db.url.clone(), SecretString::from(SECRET), security()).expect("settings");
     settings.grpc_addr = loopback();
     let auth = auth::Application::build(settings)
         .await
@@ -99,15 +118,21 @@ pub async fn spawn_deployment_with(backend: Backend, nats_url: &str) -> TestDepl
     let auth_url = url_of(auth.local_addr());
     tokio::spawn(auth.run_until_stopped(until(&stop)));
 
-    let mut settings = chat_metadata::Settings::from_env_with(db.url.clone()).expect("settings");
+    let mut settings = chat_metadata::Settings::from_env_with(db.url.clone(), SecretString::from(SECRET), security())
+        .expect("settings");
     settings.grpc_addr = loopback();
     settings.auth_url = auth_url.clone();
     let metadata = chat_metadata::Application::build(settings, events.clone()).await.expect("chat-metadata starts");
     let metadata_url = url_of(metadata.local_addr());
     tokio::spawn(metadata.run_until_stopped(until(&stop)));
 
-    let mut settings =
-        message_store::Settings::from_env_with(db.url.clone(), message_store::ContentBackend::Sql).expect("settings");
+    let mut settings = message_store::Settings::from_env_with(
+        db.url.clone(),
+        message_store::ContentBackend::Sql,
+        SecretString::from(SECRET),
+        security(),
+    )
+    .expect("settings");
     settings.grpc_addr = loopback();
     settings.metadata_url = metadata_url.clone();
     let messages = message_store::Application::build(settings, events).await.expect("message-store starts");
@@ -153,7 +178,7 @@ pub async fn spawn_gateway_limited(
     stop: &watch::Sender<bool>,
     limits: LimitSettings,
 ) -> SocketAddr {
-    let mut settings = gateway::Settings::from_env_with(SecretString::from(SECRET)).expect("settings");
+    let mut settings = gateway::Settings::from_env_with(SecretString::from(SECRET), security()).expect("settings");
     settings.http_addr = loopback();
     settings.services = services;
     settings.limits = limits;
@@ -226,23 +251,24 @@ impl TestDeployment {
 }
 
 impl TestDeployment {
-    async fn channel(url: &Url) -> Channel {
-        Channel::from_shared(url.to_string()).expect("a URI").connect().await.expect("the service accepts connections")
+    /// A channel to a service, carrying the internal credential like the services' own.
+    fn channel(url: &Url) -> GrpcChannel {
+        grpc_channel::lazy(url, &security()).expect("a channel")
     }
 
     /// A gRPC client of the auth service.
-    pub async fn auth(&self) -> AuthServiceClient<Channel> {
-        AuthServiceClient::new(Self::channel(&self.services.auth).await)
+    pub async fn auth(&self) -> AuthServiceClient<GrpcChannel> {
+        AuthServiceClient::new(Self::channel(&self.services.auth))
     }
 
     /// A gRPC client of the chat-metadata service.
-    pub async fn metadata(&self) -> ChatMetadataServiceClient<Channel> {
-        ChatMetadataServiceClient::new(Self::channel(&self.services.metadata).await)
+    pub async fn metadata(&self) -> ChatMetadataServiceClient<GrpcChannel> {
+        ChatMetadataServiceClient::new(Self::channel(&self.services.metadata))
     }
 
     /// A gRPC client of the message-store service.
-    pub async fn messages(&self) -> MessageStoreServiceClient<Channel> {
-        MessageStoreServiceClient::new(Self::channel(&self.services.messages).await)
+    pub async fn messages(&self) -> MessageStoreServiceClient<GrpcChannel> {
+        MessageStoreServiceClient::new(Self::channel(&self.services.messages))
     }
 
     /// Subscribes to a chat's events subject on the real NATS server.
@@ -315,6 +341,7 @@ impl TestDeployment {
         let child = std::process::Command::new(binary)
             .env_clear()
             .env("SECRET_KEY", SECRET)
+            .env("INTERNAL_TOKEN", INTERNAL_TOKEN)
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("AUTH_GRPC_URL", self.services.auth.as_str())
@@ -382,13 +409,20 @@ impl Drop for GatewayProcess {
 pub struct NatsProcess {
     child: Option<std::process::Child>,
     pub port: u16,
+    args: Vec<String>,
 }
 
 impl NatsProcess {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server started with these further arguments (e.g. `--user`, `--pass`).
+    pub fn start_with(args: &[&str]) -> Self {
         let port =
             std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port();
-        let mut nats = Self { child: None, port };
+        let args = args.iter().map(|arg| (*arg).to_owned()).collect();
+        let mut nats = Self { child: None, port, args };
         nats.restart();
         nats
     }
@@ -409,6 +443,7 @@ impl NatsProcess {
         self.stop();
         let child = std::process::Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -16,13 +16,26 @@ fn run(binary: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
 }
 
 const SECRET: (&str, &str) = ("SECRET_KEY", "a-secret-key-of-at-least-32-characters!!");
+const INTERNAL: (&str, &str) = ("INTERNAL_TOKEN", "an-internal-credential-of-32-characters-or-more");
 
 #[test]
 fn distributed_services_refuse_to_start_without_a_secret_key() {
-    for binary in ["auth", "gateway"] {
+    for binary in ["auth", "chat-metadata", "message-store", "gateway"] {
         let (code, stderr) = run(binary, &[]);
         assert_eq!(code, Some(2), "{binary}: {stderr}");
         assert!(stderr.contains("SECRET_KEY is required"), "{binary}: {stderr}");
+    }
+}
+
+#[test]
+fn distributed_services_refuse_to_start_without_an_internal_credential() {
+    for binary in ["auth", "chat-metadata", "message-store", "gateway"] {
+        let (code, stderr) = run(binary, &[SECRET]);
+        assert_eq!(code, Some(2), "{binary}: {stderr}");
+        assert!(stderr.contains("INTERNAL_TOKEN is required"), "{binary}: {stderr}");
+        let (code, stderr) = run(binary, &[SECRET, ("INTERNAL_TOKEN", "short")]);
+        assert_eq!(code, Some(2), "{binary}: {stderr}");
+        assert!(stderr.contains("INTERNAL_TOKEN") && stderr.contains("at least 32"), "{binary}: {stderr}");
     }
 }
 
@@ -40,7 +53,7 @@ fn malformed_values_are_refused_naming_the_variable() {
         ("auth", ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")),
     ];
     for (binary, (variable, value)) in cases {
-        let (code, stderr) = run(binary, &[SECRET, (variable, value)]);
+        let (code, stderr) = run(binary, &[SECRET, INTERNAL, (variable, value)]);
         assert_eq!(code, Some(2), "{binary} {variable}={value}: {stderr}");
         let line = stderr.lines().find(|line| line.contains("configuration error")).unwrap_or_default();
         assert!(line.contains(variable), "{binary}: one line names {variable}: {stderr}");
@@ -49,7 +62,7 @@ fn malformed_values_are_refused_naming_the_variable() {
 
 #[test]
 fn a_short_secret_key_is_refused() {
-    let (code, stderr) = run("gateway", &[("SECRET_KEY", "short")]);
+    let (code, stderr) = run("gateway", &[("SECRET_KEY", "short"), INTERNAL]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("SECRET_KEY") && stderr.contains("at least 32"), "{stderr}");
 }

@@ -69,6 +69,13 @@ impl std::fmt::Debug for TokenSettings {
     }
 }
 
+/// `SECRET_KEY`, which the distributed binaries require.
+pub fn secret_from_env() -> Result<SecretString, ConfigError> {
+    env_config::string("SECRET_KEY")
+        .map(SecretString::from)
+        .ok_or_else(|| ConfigError::missing("SECRET_KEY", "set it to the same long random string in every service"))
+}
+
 impl TokenSettings {
     /// Reads `ALGORITHM` (HS256, HS384 or HS512; default HS256) and
     /// `ACCESS_TOKEN_EXPIRE_MINUTES` (default 30) around the given secret,

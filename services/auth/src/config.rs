@@ -24,27 +24,31 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// How many argon2 hashes may run at once.
     pub max_concurrent_hashes: usize,
+    /// The internal credential calls must carry.
+    pub security: grpc_channel::Security,
 }
 
 impl Settings {
     /// For the distributed deployment: `SECRET_KEY` is required, the database
     /// comes from `DATABASE_URL` or the `MYSQL_*` variables.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let secret = env_config::string("SECRET_KEY").ok_or_else(|| {
-            ConfigError::missing("SECRET_KEY", "set it to the same long random string in every service")
-        })?;
+        let secret = access_token::secret_from_env()?;
         let database_url = match sql_pool::url_from_env()? {
             Some(url) => url,
             None => sql_pool::mysql_url_from_env()?,
         };
-        let mut settings = Self::from_env_with(database_url, SecretString::from(secret))?;
+        let mut settings = Self::from_env_with(database_url, secret, grpc_channel::Security::from_env()?)?;
         settings.metrics_addr =
             env_config::listen_addr_or_off("METRICS_ADDR", DEFAULT_METRICS_ADDR.parse().expect("valid default"))?;
         Ok(settings)
     }
 
     /// The rest of the settings from the environment, around a given database and secret.
-    pub fn from_env_with(database_url: Url, secret: SecretString) -> Result<Self, ConfigError> {
+    pub fn from_env_with(
+        database_url: Url,
+        secret: SecretString,
+        security: grpc_channel::Security,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
             grpc_addr: env_config::parsed_or("AUTH_GRPC_ADDR", DEFAULT_GRPC_ADDR.parse().expect("valid default"))?,
             metrics_addr: None,
@@ -52,6 +56,7 @@ impl Settings {
             pool: PoolSettings::default(),
             tokens: TokenSettings::from_env(secret)?,
             max_concurrent_hashes: env_config::parsed_or("AUTH_MAX_CONCURRENT_HASHES", default_hash_concurrency())?,
+            security,
         })
     }
 }

@@ -112,8 +112,8 @@ impl AuthService for AuthGrpc {
 
     #[tracing::instrument(skip_all)]
     async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Result<Response<pb::User>, Status> {
+        let id = internal_auth::actor(&request)?.user_id;
         let request = request.into_inner();
-        let id = positive_id("id", request.id)?;
         let email = request.email.map(Email::parse).transpose()?;
         let full_name = request.full_name.map(FullName::parse).transpose()?.map(|name| name.map(FullName::into_inner));
         let new_password = request.password.map(|p| Password::parse("password", p)).transpose()?;
@@ -139,12 +139,13 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::SearchUsersRequest>,
     ) -> Result<Response<pb::SearchUsersResponse>, Status> {
+        let caller = internal_auth::actor(&request)?.user_id;
         let request = request.into_inner();
         let query = SearchQuery::parse(request.query)?;
         if !(1..=100).contains(&request.limit) {
             return Err(AuthError::invalid("limit", "must be 1 to 100").into());
         }
-        let users = self.store.search(&query, request.limit, request.offset, request.exclude_user_id).await?;
+        let users = self.store.search(&query, request.limit, request.offset, caller).await?;
         Ok(Response::new(pb::SearchUsersResponse { users: users.into_iter().map(Into::into).collect() }))
     }
 

@@ -22,6 +22,7 @@ pub struct Application {
     local_addr: SocketAddr,
     service: AuthGrpc,
     db: Db,
+    auth: internal_auth::Authenticate,
 }
 
 impl Application {
@@ -37,7 +38,8 @@ impl Application {
             TokenIssuer::new(&settings.tokens),
             TokenVerifier::new(&settings.tokens),
         );
-        Ok(Self { listener, metrics, local_addr, service, db })
+        let auth = internal_auth::Authenticate::new(settings.security.credential, TokenVerifier::new(&settings.tokens));
+        Ok(Self { listener, metrics, local_addr, service, db, auth })
     }
 
     /// The address actually bound (the real port when 0 was asked for).
@@ -53,7 +55,8 @@ impl Application {
     /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let check = self.db.health_check();
-        grpc_channel::serve(self.listener, self.metrics, AuthServiceServer::new(self.service), check, shutdown)
+        let server = AuthServiceServer::new(self.service);
+        grpc_channel::serve(self.listener, self.metrics, server, self.auth, check, shutdown)
             .await
             .context("auth gRPC server failed")
     }

@@ -2,7 +2,9 @@
 
 use std::net::SocketAddr;
 
+use access_token::TokenSettings;
 use env_config::ConfigError;
+use secrecy::SecretString;
 use sql_pool::PoolSettings;
 use url::Url;
 
@@ -21,6 +23,10 @@ pub struct Settings {
     pub database_url: Url,
     pub pool: PoolSettings,
     pub auth_url: Url,
+    /// How forwarded user tokens are verified.
+    pub tokens: TokenSettings,
+    /// The internal credential calls must carry.
+    pub security: grpc_channel::Security,
 }
 
 impl Settings {
@@ -30,13 +36,18 @@ impl Settings {
             Some(url) => url,
             None => sql_pool::mysql_url_from_env()?,
         };
-        let mut settings = Self::from_env_with(database_url)?;
+        let secret = access_token::secret_from_env()?;
+        let mut settings = Self::from_env_with(database_url, secret, grpc_channel::Security::from_env()?)?;
         settings.metrics_addr =
             env_config::listen_addr_or_off("METRICS_ADDR", DEFAULT_METRICS_ADDR.parse().expect("valid default"))?;
         Ok(settings)
     }
 
-    pub fn from_env_with(database_url: Url) -> Result<Self, ConfigError> {
+    pub fn from_env_with(
+        database_url: Url,
+        secret: SecretString,
+        security: grpc_channel::Security,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
             grpc_addr: env_config::parsed_or("METADATA_GRPC_ADDR", DEFAULT_GRPC_ADDR.parse().expect("valid default"))?,
             metrics_addr: None,
@@ -44,6 +55,8 @@ impl Settings {
             pool: PoolSettings::default(),
             auth_url: env_config::url("AUTH_GRPC_URL", &["http", "https"])?
                 .unwrap_or_else(|| Url::parse(DEFAULT_AUTH_URL).expect("valid default")),
+            tokens: TokenSettings::from_env(secret)?,
+            security,
         })
     }
 }

@@ -8,6 +8,7 @@ use chat_proto::{
 };
 use event_bus::EventPublisher;
 use grpc_channel::GrpcChannel;
+use internal_auth::acting;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -130,8 +131,7 @@ impl ChatMetadataGrpc {
         }
     }
 
-    async fn create(&self, request: pb::CreateChatRequest) -> Result<pb::CreateChatResponse> {
-        let caller_id = request.caller_id;
+    async fn create(&self, caller_id: i64, request: pb::CreateChatRequest) -> Result<pb::CreateChatResponse> {
         let ids = distinct_ids(&request.participant_ids);
         if ids.iter().any(|id| *id <= 0) {
             return Err(MetadataError::invalid("participant_ids", "user ids are positive integers"));
@@ -204,13 +204,14 @@ impl ChatMetadataService for ChatMetadataGrpc {
         &self,
         request: Request<pb::CreateChatRequest>,
     ) -> std::result::Result<Response<pb::CreateChatResponse>, Status> {
-        Ok(Response::new(self.create(request.into_inner()).await?))
+        let (caller_id, request) = acting(request)?;
+        Ok(Response::new(self.create(caller_id, request).await?))
     }
 
     #[tracing::instrument(skip_all)]
     async fn get_chat(&self, request: Request<pb::GetChatRequest>) -> std::result::Result<Response<pb::Chat>, Status> {
-        let request = request.into_inner();
-        let access = self.access(request.chat_id, request.caller_id).await?;
+        let (caller_id, request) = acting(request)?;
+        let access = self.access(request.chat_id, caller_id).await?;
         Ok(Response::new(access.chat.into()))
     }
 
@@ -219,9 +220,9 @@ impl ChatMetadataService for ChatMetadataGrpc {
         &self,
         request: Request<pb::ListChatsRequest>,
     ) -> std::result::Result<Response<pb::ListChatsResponse>, Status> {
-        let request = request.into_inner();
+        let (caller_id, request) = acting(request)?;
         let (limit, offset) = page(request.limit, request.offset)?;
-        let chats = self.store.list_for(request.caller_id, limit, offset).await?;
+        let chats = self.store.list_for(caller_id, limit, offset).await?;
         Ok(Response::new(pb::ListChatsResponse { chats: chats.into_iter().map(Into::into).collect() }))
     }
 
@@ -230,8 +231,8 @@ impl ChatMetadataService for ChatMetadataGrpc {
         &self,
         request: Request<pb::UpdateChatRequest>,
     ) -> std::result::Result<Response<pb::Chat>, Status> {
-        let request = request.into_inner();
-        let access = self.access(request.chat_id, request.caller_id).await?;
+        let (caller_id, request) = acting(request)?;
+        let access = self.access(request.chat_id, caller_id).await?;
         let name = GroupName::parse(Some(request.name))?;
         access.require_group("renaming")?;
         access.require_admin()?;
@@ -245,8 +246,8 @@ impl ChatMetadataService for ChatMetadataGrpc {
         &self,
         request: Request<pb::LeaveChatRequest>,
     ) -> std::result::Result<Response<pb::LeaveChatResponse>, Status> {
-        let request = request.into_inner();
-        self.remove(request.chat_id, request.caller_id, request.caller_id, false).await?;
+        let (caller_id, request) = acting(request)?;
+        self.remove(request.chat_id, caller_id, caller_id, false).await?;
         Ok(Response::new(pb::LeaveChatResponse {}))
     }
 
@@ -255,8 +256,8 @@ impl ChatMetadataService for ChatMetadataGrpc {
         &self,
         request: Request<pb::AddParticipantsRequest>,
     ) -> std::result::Result<Response<pb::ParticipantList>, Status> {
-        let request = request.into_inner();
-        let access = self.access(request.chat_id, request.caller_id).await?;
+        let (caller_id, request) = acting(request)?;
+        let access = self.access(request.chat_id, caller_id).await?;
         access.require_group("adding participants")?;
         access.require_admin()?;
         let ids = distinct_ids(&request.user_ids);
@@ -268,7 +269,7 @@ impl ChatMetadataService for ChatMetadataGrpc {
         }
         let members = self.members(&ids).await?;
         let added = self.store.add(request.chat_id, &members, now_ms()).await?;
-        self.announce(request.chat_id, true, &added, request.caller_id).await;
+        self.announce(request.chat_id, true, &added, caller_id).await;
         let chat = self.store.chat(request.chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
         Ok(Response::new(pb::ParticipantList { participants: chat.participants.into_iter().map(Into::into).collect() }))
     }
@@ -278,8 +279,8 @@ impl ChatMetadataService for ChatMetadataGrpc {
         &self,
         request: Request<pb::RemoveParticipantRequest>,
     ) -> std::result::Result<Response<pb::RemoveParticipantResponse>, Status> {
-        let request = request.into_inner();
-        self.remove(request.chat_id, request.caller_id, request.user_id, true).await?;
+        let (caller_id, request) = acting(request)?;
+        self.remove(request.chat_id, caller_id, request.user_id, true).await?;
         Ok(Response::new(pb::RemoveParticipantResponse {}))
     }
 
@@ -288,8 +289,8 @@ impl ChatMetadataService for ChatMetadataGrpc {
         &self,
         request: Request<pb::SetAdminRequest>,
     ) -> std::result::Result<Response<pb::Participant>, Status> {
-        let request = request.into_inner();
-        let access = self.access(request.chat_id, request.caller_id).await?;
+        let (caller_id, request) = acting(request)?;
+        let access = self.access(request.chat_id, caller_id).await?;
         access.require_group("changing admins")?;
         access.require_admin()?;
         let participant = self.store.set_admin(request.chat_id, request.user_id, request.is_admin).await?;
@@ -301,8 +302,8 @@ impl ChatMetadataService for ChatMetadataGrpc {
         &self,
         request: Request<pb::ListParticipantsRequest>,
     ) -> std::result::Result<Response<pb::ParticipantList>, Status> {
-        let request = request.into_inner();
-        let access = self.access(request.chat_id, request.caller_id).await?;
+        let (caller_id, request) = acting(request)?;
+        let access = self.access(request.chat_id, caller_id).await?;
         Ok(Response::new(pb::ParticipantList {
             participants: access.chat.participants.into_iter().map(Into::into).collect(),
         }))

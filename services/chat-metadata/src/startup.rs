@@ -22,6 +22,7 @@ pub struct Application {
     local_addr: SocketAddr,
     service: ChatMetadataGrpc,
     db: Db,
+    auth: internal_auth::Authenticate,
 }
 
 impl Application {
@@ -32,9 +33,13 @@ impl Application {
         let listener = grpc_channel::bind(settings.grpc_addr, "METADATA_GRPC_ADDR").await?;
         let local_addr = listener.local_addr()?;
         let metrics = grpc_channel::bind_metrics(settings.metrics_addr).await?;
-        let auth = AuthServiceClient::new(grpc_channel::lazy(&settings.auth_url)?);
+        let auth = AuthServiceClient::new(grpc_channel::lazy(&settings.auth_url, &settings.security)?);
         let service = ChatMetadataGrpc::new(ChatStore::new(db.clone()), auth, events);
-        Ok(Self { listener, metrics, local_addr, service, db })
+        let auth = internal_auth::Authenticate::new(
+            settings.security.credential,
+            access_token::TokenVerifier::new(&settings.tokens),
+        );
+        Ok(Self { listener, metrics, local_addr, service, db, auth })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -49,7 +54,8 @@ impl Application {
     /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let check = self.db.health_check();
-        grpc_channel::serve(self.listener, self.metrics, ChatMetadataServiceServer::new(self.service), check, shutdown)
+        let server = ChatMetadataServiceServer::new(self.service);
+        grpc_channel::serve(self.listener, self.metrics, server, self.auth, check, shutdown)
             .await
             .context("chat-metadata gRPC server failed")
     }

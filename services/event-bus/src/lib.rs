@@ -18,7 +18,7 @@ use prost::Message as _;
 use telemetry::propagation::TracePairs;
 
 pub use local::LocalBus;
-pub use nats::NatsBus;
+pub use nats::{NatsBus, NatsCredentials};
 
 /// The default subject prefix (`NATS_SUBJECT_PREFIX`).
 pub const DEFAULT_PREFIX: &str = "chat";
@@ -192,13 +192,14 @@ pub fn now_ms() -> i64 {
 /// Where NATS is reached when `NATS_URL` is not set.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
-/// The NATS bus named by `NATS_URL` (default [`DEFAULT_NATS_URL`]) and the
-/// subjects of `NATS_SUBJECT_PREFIX`, for a distributed service called `name`.
+/// The NATS bus named by `NATS_URL` (default [`DEFAULT_NATS_URL`]), with the
+/// credentials of [`NatsCredentials::from_env`], and the subjects of
+/// `NATS_SUBJECT_PREFIX`, for a distributed service called `name`.
 pub async fn nats_from_env(name: &str) -> anyhow::Result<(NatsBus, Subjects)> {
     let url = env_config::url("NATS_URL", &["nats", "tls", "ws", "wss"])?
         .map_or_else(|| DEFAULT_NATS_URL.to_owned(), |url| url.to_string());
     let subjects = Subjects::from_env()?;
-    let bus = NatsBus::connect(&url, name).await?;
+    let bus = NatsBus::connect_with(&url, name, &NatsCredentials::from_env()?).await?;
     Ok((bus, subjects))
 }
 

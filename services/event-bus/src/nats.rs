@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use telemetry::propagation::TracePairs;
 
@@ -18,14 +19,75 @@ pub struct NatsBus {
     reconnections: tokio::sync::watch::Receiver<u64>,
 }
 
+/// How a client proves itself to the NATS server: `NATS_USER` and
+/// `NATS_PASSWORD`, or `NATS_TOKEN`, or nothing (a server without auth).
+#[derive(Clone, Default)]
+pub enum NatsCredentials {
+    #[default]
+    None,
+    UserPassword {
+        user: String,
+        password: SecretString,
+    },
+    Token(SecretString),
+}
+
+impl std::fmt::Debug for NatsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::UserPassword { user, .. } => write!(f, "UserPassword({user}, [redacted])"),
+            Self::Token(_) => f.write_str("Token([redacted])"),
+        }
+    }
+}
+
+impl NatsCredentials {
+    /// `NATS_USER` with `NATS_PASSWORD`, or `NATS_TOKEN`; one kind at most.
+    pub fn from_env() -> Result<Self, env_config::ConfigError> {
+        use env_config::ConfigError;
+        let (user, password, token) =
+            (env_config::string("NATS_USER"), env_config::string("NATS_PASSWORD"), env_config::string("NATS_TOKEN"));
+        match (user, password, token) {
+            (None, None, None) => Ok(Self::None),
+            (Some(user), Some(password), None) => Ok(Self::UserPassword { user, password: password.into() }),
+            (None, None, Some(token)) => Ok(Self::Token(token.into())),
+            (Some(_), None, None) => Err(ConfigError::missing("NATS_PASSWORD", "NATS_USER is set")),
+            (None, Some(_), None) => Err(ConfigError::missing("NATS_USER", "NATS_PASSWORD is set")),
+            _ => Err(ConfigError::invalid(
+                "NATS_TOKEN",
+                "[redacted]",
+                "set either NATS_TOKEN or NATS_USER/NATS_PASSWORD",
+            )),
+        }
+    }
+
+    fn apply(&self, options: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+        match self {
+            Self::None => options,
+            Self::UserPassword { user, password } => {
+                options.user_and_password(user.clone(), password.expose_secret().to_owned())
+            }
+            Self::Token(token) => options.token(token.expose_secret().to_owned()),
+        }
+    }
+}
+
 impl NatsBus {
-    /// Connects to `url`; keeps retrying in the background when NATS is down
-    /// at start-up, and reconnects by itself after an outage.
+    /// Connects to `url` with no credentials; see [`Self::connect_with`].
     pub async fn connect(url: &str, name: &str) -> Result<Self, BusError> {
+        Self::connect_with(url, name, &NatsCredentials::None).await
+    }
+
+    /// Connects to `url`; keeps retrying in the background when NATS is down
+    /// at start-up (or refuses the credentials), and reconnects by itself
+    /// after an outage.
+    pub async fn connect_with(url: &str, name: &str, credentials: &NatsCredentials) -> Result<Self, BusError> {
         let (reconnected, reconnections) = tokio::sync::watch::channel(0_u64);
         let reconnected = std::sync::Arc::new(reconnected);
         let connected_before = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let client = async_nats::ConnectOptions::new()
+        let client = credentials
+            .apply(async_nats::ConnectOptions::new())
             .name(name)
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))

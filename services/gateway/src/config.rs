@@ -45,19 +45,19 @@ pub struct Settings {
     pub replica: String,
     /// Rate limits (`MESSAGE_RATE_PER_SECOND`, `MESSAGE_BURST`, `LOGIN_FAILURES_PER_MINUTE`).
     pub limits: crate::limits::LimitSettings,
+    /// The internal credential of calls to the services.
+    pub security: grpc_channel::Security,
 }
 
 impl Settings {
     /// For the distributed deployment: `SECRET_KEY` (the auth service's) is required.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let secret = env_config::string("SECRET_KEY").ok_or_else(|| {
-            ConfigError::missing("SECRET_KEY", "set it to the same long random string in every service")
-        })?;
-        Self::from_env_with(SecretString::from(secret))
+        let secret = access_token::secret_from_env()?;
+        Self::from_env_with(secret, grpc_channel::Security::from_env()?)
     }
 
-    /// The rest from the environment, around a given secret.
-    pub fn from_env_with(secret: SecretString) -> Result<Self, ConfigError> {
+    /// The rest from the environment, around a given secret and credential.
+    pub fn from_env_with(secret: SecretString, security: grpc_channel::Security) -> Result<Self, ConfigError> {
         let host: IpAddr = env_config::parsed_or("HOST", IpAddr::from([0, 0, 0, 0]))?;
         let port: u16 = env_config::parsed_or("PORT", 8000)?;
         Ok(Self {
@@ -67,6 +67,7 @@ impl Settings {
             debug: env_config::flag("DEBUG", false)?,
             replica: env_config::string("GATEWAY_REPLICA").unwrap_or_else(default_replica_name),
             limits: crate::limits::LimitSettings::from_env()?,
+            security,
         })
     }
 }

@@ -109,6 +109,8 @@ pub struct AuthUser {
     pub username: String,
     /// Seconds since the Unix epoch.
     pub expires_at: i64,
+    /// The token itself, forwarded on every call the gateway makes for this user.
+    pub token: internal_auth::UserToken,
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.
@@ -125,7 +127,14 @@ impl AuthUser {
             .verifier
             .verify(token)
             .map_err(|error| ApiError::Unauthorized(format!("could not validate credentials: {error}")))?;
-        Ok(Self { user_id: verified.user_id, username: verified.username, expires_at: verified.expires_at })
+        let token = internal_auth::UserToken::new(token)
+            .ok_or_else(|| ApiError::Unauthorized("could not validate credentials".into()))?;
+        Ok(Self { user_id: verified.user_id, username: verified.username, expires_at: verified.expires_at, token })
+    }
+
+    /// A call to a service that acts for this user (their token goes with it).
+    pub fn call<T>(&self, message: T) -> tonic::Request<T> {
+        self.token.request(message)
     }
 }
 

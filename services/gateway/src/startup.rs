@@ -4,7 +4,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use event_bus::{Bus, Subjects};
 
-use access_token::TokenVerifier;
 use anyhow::Context;
 use axum::{
     Router,
@@ -83,10 +82,7 @@ impl Application {
     /// Binds the listener and starts the WebSocket hub on `bus` (NATS in the
     /// distributed deployment, in-process in the standalone binary).
     pub async fn build(settings: Settings, bus: Arc<dyn Bus>, subjects: Subjects) -> anyhow::Result<Self> {
-        let verifier = TokenVerifier::new(&settings.tokens);
-        let state =
-            AppState::new(&settings.services, verifier, settings.replica.clone(), bus, subjects, settings.limits)
-                .await?;
+        let state = AppState::new(&settings, bus, subjects).await?;
         let listener = TcpListener::bind(settings.http_addr)
             .await
             .with_context(|| format!("cannot listen on HOST:PORT={}", settings.http_addr))?;

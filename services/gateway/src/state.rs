@@ -13,12 +13,7 @@ use event_bus::{Bus, Subjects};
 
 use chat_proto::metadata::CheckMembershipRequest;
 
-use crate::{
-    config::ServiceUrls,
-    error::ApiError,
-    limits::{LimitSettings, Limits},
-    ws::hub::Hub,
-};
+use crate::{config::Settings, error::ApiError, limits::Limits, ws::hub::Hub};
 
 /// What every handler and socket shares, behind one `Arc`: cloning it (axum
 /// does, per request; each WebSocket task holds one) costs a reference count,
@@ -47,26 +42,21 @@ pub struct Services {
 impl AppState {
     /// Clients for every service; they connect lazily, so the gateway starts
     /// while a service is down and answers 503 until it is back.
-    pub async fn new(
-        urls: &ServiceUrls,
-        verifier: TokenVerifier,
-        replica: String,
-        bus: Arc<dyn Bus>,
-        subjects: Subjects,
-        limits: LimitSettings,
-    ) -> anyhow::Result<Self> {
-        let auth = grpc_channel::lazy(&urls.auth)?;
-        let metadata = grpc_channel::lazy(&urls.metadata)?;
-        let messages = grpc_channel::lazy(&urls.messages)?;
-        let hub = Hub::start(replica, bus, subjects, MessageStoreServiceClient::new(messages.clone())).await?;
+    pub async fn new(settings: &Settings, bus: Arc<dyn Bus>, subjects: Subjects) -> anyhow::Result<Self> {
+        let (urls, security) = (&settings.services, &settings.security);
+        let auth = grpc_channel::lazy(&urls.auth, security)?;
+        let metadata = grpc_channel::lazy(&urls.metadata, security)?;
+        let messages = grpc_channel::lazy(&urls.messages, security)?;
+        let hub = Hub::start(settings.replica.clone(), bus, subjects, MessageStoreServiceClient::new(messages.clone()))
+            .await?;
         Ok(Self(Arc::new(Services {
             hub,
             auth: AuthServiceClient::new(auth.clone()),
             metadata: ChatMetadataServiceClient::new(metadata.clone()),
             messages: MessageStoreServiceClient::new(messages.clone()),
             channels: [("auth", auth), ("chat_metadata", metadata), ("message_store", messages)],
-            verifier,
-            limits: Limits::new(limits),
+            verifier: TokenVerifier::new(&settings.tokens),
+            limits: Limits::new(settings.limits),
         })))
     }
 }

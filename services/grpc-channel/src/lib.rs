@@ -15,29 +15,55 @@ use tonic::{
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use url::Url;
 
+pub use internal_auth::InternalCredential;
+
 /// How long one call to another service may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a health probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Puts the calling span's trace context into every call's metadata.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Propagate;
+/// How the services trust each other: the internal credential every call
+/// carries and every server requires (see `internal-auth`).
+#[derive(Debug, Clone)]
+pub struct Security {
+    pub credential: InternalCredential,
+}
+
+impl Security {
+    /// `INTERNAL_TOKEN` (required).
+    pub fn from_env() -> Result<Self, env_config::ConfigError> {
+        Ok(Self { credential: InternalCredential::from_env()? })
+    }
+
+    /// A fresh random credential, for services that only call each other in
+    /// one process (the standalone server, tests).
+    pub fn generated() -> Self {
+        Self { credential: InternalCredential::generate() }
+    }
+}
+
+/// Puts the internal credential and the calling span's trace context into
+/// every call's metadata.
+#[derive(Debug, Clone)]
+pub struct Propagate {
+    credential: InternalCredential,
+}
 
 impl Interceptor for Propagate {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let mut headers = std::mem::take(request.metadata_mut()).into_headers();
         telemetry::propagation::inject_current(&mut headers);
         *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+        self.credential.attach(request.metadata_mut());
         Ok(request)
     }
 }
 
-/// A channel to another service that carries the trace context.
+/// A channel to another service that carries the credential and the trace context.
 pub type GrpcChannel = InterceptedService<Channel, Propagate>;
 
 /// A channel to `url` that connects on first use and after every outage.
-pub fn lazy(url: &Url) -> anyhow::Result<GrpcChannel> {
+pub fn lazy(url: &Url, security: &Security) -> anyhow::Result<GrpcChannel> {
     let channel = Endpoint::from_shared(url.to_string())?
         .connect_timeout(Duration::from_secs(2))
         .timeout(CALL_TIMEOUT)
@@ -45,7 +71,7 @@ pub fn lazy(url: &Url) -> anyhow::Result<GrpcChannel> {
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(InterceptedService::new(channel, Propagate))
+    Ok(InterceptedService::new(channel, Propagate { credential: security.credential.clone() }))
 }
 
 /// Whether the service behind `channel` answers `grpc.health.v1` as serving.
@@ -114,11 +140,13 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener) -> std::io::Result
 
 /// Serves one gRPC service (with `grpc.health.v1`, kept up to date by
 /// `check`, and request metrics) on `listener`, and the process's metrics on
-/// `metrics`, until `shutdown` completes.
+/// `metrics`, until `shutdown` completes. Every call but a health check must
+/// pass `auth`.
 pub async fn serve<S, F, Fut>(
     listener: tokio::net::TcpListener,
     metrics: Option<tokio::net::TcpListener>,
     service: S,
+    auth: internal_auth::Authenticate,
     check: F,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()>
@@ -145,6 +173,7 @@ where
             span
         })
         .layer(metered::MeteredLayer)
+        .layer(auth)
         .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)

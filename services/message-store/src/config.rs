@@ -2,7 +2,9 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use access_token::TokenSettings;
 use env_config::ConfigError;
+use secrecy::SecretString;
 use sql_pool::PoolSettings;
 use url::Url;
 
@@ -33,6 +35,10 @@ pub struct Settings {
     pub content: ContentBackend,
     /// How long a membership answer may be reused (`MEMBERSHIP_CACHE_SECONDS`, 0: never).
     pub membership_ttl: Duration,
+    /// How forwarded user tokens are verified.
+    pub tokens: TokenSettings,
+    /// The internal credential calls must carry.
+    pub security: grpc_channel::Security,
 }
 
 impl Settings {
@@ -52,13 +58,19 @@ impl Settings {
             Some("sql") => ContentBackend::Sql,
             Some(other) => return Err(ConfigError::invalid("CONTENT_STORE", other, "expected mongodb or sql")),
         };
-        let mut settings = Self::from_env_with(database_url, content)?;
+        let secret = access_token::secret_from_env()?;
+        let mut settings = Self::from_env_with(database_url, content, secret, grpc_channel::Security::from_env()?)?;
         settings.metrics_addr =
             env_config::listen_addr_or_off("METRICS_ADDR", DEFAULT_METRICS_ADDR.parse().expect("valid default"))?;
         Ok(settings)
     }
 
-    pub fn from_env_with(database_url: Url, content: ContentBackend) -> Result<Self, ConfigError> {
+    pub fn from_env_with(
+        database_url: Url,
+        content: ContentBackend,
+        secret: SecretString,
+        security: grpc_channel::Security,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
             grpc_addr: env_config::parsed_or("MESSAGES_GRPC_ADDR", DEFAULT_GRPC_ADDR.parse().expect("valid default"))?,
             metrics_addr: None,
@@ -71,6 +83,8 @@ impl Settings {
                 "MEMBERSHIP_CACHE_SECONDS",
                 crate::membership::DEFAULT_TTL.as_secs(),
             )?),
+            tokens: TokenSettings::from_env(secret)?,
+            security,
         })
     }
 }

@@ -11,6 +11,7 @@ use chat_proto::{
 };
 use event_bus::EventPublisher;
 use grpc_channel::GrpcChannel;
+use internal_auth::{Actor, acting};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -160,14 +161,13 @@ impl MessageStoreGrpc {
         self.events.chat_event(ChatEvent { chat_id, at_ms: event_bus::now_ms(), kind: Some(kind) }).await;
     }
 
-    async fn send(&self, request: pb::SendMessageRequest) -> Result<(Message, bool)> {
+    async fn send(&self, sender: Actor, request: pb::SendMessageRequest) -> Result<(Message, bool)> {
         let content = Content::parse(request.content)?;
         let client_msg_id = ClientMsgId::parse(request.client_msg_id)?;
         let now = event_bus::now_ms();
-        self.require_sender(request.chat_id, request.sender_id, now).await?;
+        self.require_sender(request.chat_id, sender.user_id, now).await?;
         if let Some(key) = &client_msg_id
-            && let Some(original) =
-                self.store.by_client_msg_id(request.chat_id, request.sender_id, key.as_str()).await?
+            && let Some(original) = self.store.by_client_msg_id(request.chat_id, sender.user_id, key.as_str()).await?
         {
             return Ok((self.with_contents(vec![original]).await?.remove(0), false));
         }
@@ -176,15 +176,15 @@ impl MessageStoreGrpc {
         let stored = StoredContent {
             message_id: uuid::Uuid::new_v4().to_string(),
             chat_id: request.chat_id,
-            sender_id: request.sender_id,
+            sender_id: sender.user_id,
             content: content.as_str().to_owned(),
             timestamp_ms: now,
         };
         self.contents.put(&stored).await?;
         let new = NewMessage {
             chat_id: request.chat_id,
-            sender_id: request.sender_id,
-            sender_username: request.sender_username,
+            sender_id: sender.user_id,
+            sender_username: sender.username,
             content_id: stored.message_id.clone(),
             client_msg_id: client_msg_id.as_ref().map(|key| key.as_str().to_owned()),
             created_at_ms: now,
@@ -196,7 +196,7 @@ impl MessageStoreGrpc {
                 let key = client_msg_id.as_ref().map(ClientMsgId::as_str).unwrap_or_default();
                 let original = self
                     .store
-                    .by_client_msg_id(request.chat_id, request.sender_id, key)
+                    .by_client_msg_id(request.chat_id, sender.user_id, key)
                     .await?
                     .ok_or_else(|| anyhow::anyhow!("a duplicate client_msg_id whose original is missing"))?;
                 return Ok((self.with_contents(vec![original]).await?.remove(0), false));
@@ -226,7 +226,8 @@ impl MessageStoreService for MessageStoreGrpc {
         &self,
         request: Request<pb::SendMessageRequest>,
     ) -> std::result::Result<Response<pb::SendMessageResponse>, Status> {
-        let (message, created) = self.send(request.into_inner()).await?;
+        let sender = internal_auth::actor(&request)?;
+        let (message, created) = self.send(sender, request.into_inner()).await?;
         Ok(Response::new(pb::SendMessageResponse { message: Some(message.into()), created }))
     }
 
@@ -235,6 +236,8 @@ impl MessageStoreService for MessageStoreGrpc {
         &self,
         request: Request<pb::GetHistoryRequest>,
     ) -> std::result::Result<Response<pb::HistoryPage>, Status> {
+        // Without an acting user: the gateway's fan-out read of a chat it serves.
+        let reader = internal_auth::acting_user(&request).map(|actor| actor.user_id);
         let request = request.into_inner();
         if !(1..=100).contains(&request.limit) {
             return Err(MessageError::invalid("limit", "must be 1 to 100").into());
@@ -244,7 +247,9 @@ impl MessageStoreService for MessageStoreGrpc {
             Some(get_history_request::Cursor::BeforeId(id)) => Cursor::Before(id),
             Some(get_history_request::Cursor::AfterId(id)) => Cursor::After(id),
         };
-        self.require_participant(request.chat_id, request.caller_id).await?;
+        if let Some(reader) = reader {
+            self.require_participant(request.chat_id, reader).await?;
+        }
         let (rows, has_more) = self.store.page(request.chat_id, cursor, request.limit).await?;
         let messages = self.with_contents(rows).await?;
         Ok(Response::new(pb::HistoryPage { messages: messages.into_iter().map(Into::into).collect(), has_more }))
@@ -255,10 +260,10 @@ impl MessageStoreService for MessageStoreGrpc {
         &self,
         request: Request<pb::EditMessageRequest>,
     ) -> std::result::Result<Response<pb::Message>, Status> {
-        let request = request.into_inner();
+        let (caller_id, request) = acting(request)?;
         let content = Content::parse(request.content)?;
-        let (mut row, _) = self.visible_message(request.message_id, request.caller_id).await?;
-        if row.sender_id != request.caller_id {
+        let (mut row, _) = self.visible_message(request.message_id, caller_id).await?;
+        if row.sender_id != caller_id {
             return Err(MessageError::Forbidden("only the sender may edit a message".into()).into());
         }
         if row.is_deleted {
@@ -278,9 +283,9 @@ impl MessageStoreService for MessageStoreGrpc {
         &self,
         request: Request<pb::DeleteMessageRequest>,
     ) -> std::result::Result<Response<pb::DeleteMessageResponse>, Status> {
-        let request = request.into_inner();
-        let (row, membership) = self.visible_message(request.message_id, request.caller_id).await?;
-        if !row.is_deleted && row.sender_id != request.caller_id && !membership.is_admin {
+        let (caller_id, request) = acting(request)?;
+        let (row, membership) = self.visible_message(request.message_id, caller_id).await?;
+        if !row.is_deleted && row.sender_id != caller_id && !membership.is_admin {
             return Err(MessageError::Forbidden("only the sender or a chat admin may delete a message".into()).into());
         }
         let deleted = !row.is_deleted && self.store.mark_deleted(row.id).await?;
@@ -298,11 +303,11 @@ impl MessageStoreService for MessageStoreGrpc {
         &self,
         request: Request<pb::GetLastMessagesRequest>,
     ) -> std::result::Result<Response<pb::GetLastMessagesResponse>, Status> {
-        let request = request.into_inner();
+        let (caller_id, request) = acting(request)?;
         if request.chat_ids.len() > MAX_LAST_MESSAGES {
             return Err(MessageError::invalid("chat_ids", format!("at most {MAX_LAST_MESSAGES} chats per call")).into());
         }
-        let checks = request.chat_ids.iter().map(|chat_id| self.membership_cached(*chat_id, request.caller_id));
+        let checks = request.chat_ids.iter().map(|chat_id| self.membership_cached(*chat_id, caller_id));
         let memberships = futures::future::try_join_all(checks).await?;
         let visible: Vec<i64> = request
             .chat_ids

@@ -26,6 +26,7 @@ pub struct Application {
     service: MessageStoreGrpc,
     db: Db,
     contents: Arc<dyn ContentStore>,
+    auth: internal_auth::Authenticate,
 }
 
 impl Application {
@@ -43,12 +44,16 @@ impl Application {
         let listener = grpc_channel::bind(settings.grpc_addr, "MESSAGES_GRPC_ADDR").await?;
         let local_addr = listener.local_addr()?;
         let metrics = grpc_channel::bind_metrics(settings.metrics_addr).await?;
-        let metadata = ChatMetadataServiceClient::new(grpc_channel::lazy(&settings.metadata_url)?);
+        let metadata = ChatMetadataServiceClient::new(grpc_channel::lazy(&settings.metadata_url, &settings.security)?);
         let memberships =
             MembershipCache::listen(settings.membership_ttl, events.bus().clone(), events.subjects()).await;
         let service =
             MessageStoreGrpc::new(MessageStore::new(db.clone()), contents.clone(), metadata, memberships, events);
-        Ok(Self { listener, metrics, local_addr, service, db, contents })
+        let auth = internal_auth::Authenticate::new(
+            settings.security.credential,
+            access_token::TokenVerifier::new(&settings.tokens),
+        );
+        Ok(Self { listener, metrics, local_addr, service, db, contents, auth })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -67,7 +72,8 @@ impl Application {
             let (db, contents) = (db.clone(), contents.clone());
             async move { db.ping().await && contents.ping().await }
         };
-        grpc_channel::serve(self.listener, self.metrics, MessageStoreServiceServer::new(self.service), check, shutdown)
+        let server = MessageStoreServiceServer::new(self.service);
+        grpc_channel::serve(self.listener, self.metrics, server, self.auth, check, shutdown)
             .await
             .context("message-store gRPC server failed")
     }

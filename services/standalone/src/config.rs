@@ -43,13 +43,17 @@ impl Settings {
         // The internal services listen on loopback ports of their own; the
         // addresses they are reached at are filled in once they are bound.
         let loopback = "127.0.0.1:0".parse()?;
-        let mut auth = auth::Settings::from_env_with(database_url.clone(), secret.clone())?;
+        // Only these services call each other: a fresh credential every start.
+        let security = grpc_channel::Security::generated();
+        let mut auth = auth::Settings::from_env_with(database_url.clone(), secret.clone(), security.clone())?;
         auth.grpc_addr = loopback;
-        let mut metadata = chat_metadata::Settings::from_env_with(database_url.clone())?;
+        let mut metadata =
+            chat_metadata::Settings::from_env_with(database_url.clone(), secret.clone(), security.clone())?;
         metadata.grpc_addr = loopback;
-        let mut messages = message_store::Settings::from_env_with(database_url, message_store::ContentBackend::Sql)?;
+        let sql = message_store::ContentBackend::Sql;
+        let mut messages = message_store::Settings::from_env_with(database_url, sql, secret.clone(), security.clone())?;
         messages.grpc_addr = loopback;
-        let gateway = gateway::Settings::from_env_with(secret)?;
+        let gateway = gateway::Settings::from_env_with(secret, security)?;
         Ok(Self { auth, metadata, messages, gateway, subjects: event_bus::Subjects::from_env()? })
     }
 }

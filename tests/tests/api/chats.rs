@@ -4,23 +4,26 @@ use chat_proto::{
     events::chat_event::Kind,
     metadata::{self as pb, ChatType},
 };
-use chat_tests::spawn_deployment_on;
+use chat_tests::{as_user, spawn_deployment_on};
 use futures::StreamExt;
 use sql_pool::Backend;
 use sql_pool::on_both_backends;
 use tonic::Code;
 
-fn direct(caller_id: i64, other: i64) -> pb::CreateChatRequest {
-    pb::CreateChatRequest { caller_id, chat_type: ChatType::Direct as i32, name: None, participant_ids: vec![other] }
+fn direct(caller_id: i64, other: i64) -> tonic::Request<pb::CreateChatRequest> {
+    as_user(
+        caller_id,
+        pb::CreateChatRequest { chat_type: ChatType::Direct as i32, name: None, participant_ids: vec![other] },
+    )
 }
 
-fn group(caller_id: i64, members: &[i64]) -> pb::CreateChatRequest {
-    pb::CreateChatRequest {
-        caller_id,
+fn group(caller_id: i64, members: &[i64]) -> tonic::Request<pb::CreateChatRequest> {
+    let request = pb::CreateChatRequest {
         chat_type: ChatType::Group as i32,
         name: Some("group".into()),
         participant_ids: members.to_vec(),
-    }
+    };
+    as_user(caller_id, request)
 }
 
 async fn concurrent_direct_chat_creation_makes_one_chat(backend: Backend) {
@@ -51,7 +54,7 @@ async fn concurrent_adds_cannot_pass_100_members(backend: Backend) {
     assert_eq!(chat.participants.len(), 97);
     let adds = candidates.chunks(3).map(|batch| {
         let mut metadata = metadata.clone();
-        let request = pb::AddParticipantsRequest { caller_id: creator, chat_id: chat.id, user_ids: batch.to_vec() };
+        let request = as_user(creator, pb::AddParticipantsRequest { chat_id: chat.id, user_ids: batch.to_vec() });
         async move { metadata.add_participants(request).await }
     });
     let results = futures::future::join_all(adds).await;
@@ -60,7 +63,7 @@ async fn concurrent_adds_cannot_pass_100_members(backend: Backend) {
     for refused in results.iter().filter_map(|r| r.as_ref().err()) {
         assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     }
-    let request = pb::ListParticipantsRequest { caller_id: creator, chat_id: chat.id };
+    let request = as_user(creator, pb::ListParticipantsRequest { chat_id: chat.id });
     let after = metadata.clone().list_participants(request).await.unwrap().into_inner().participants;
     assert_eq!(after.len(), 100);
 }
@@ -74,8 +77,7 @@ async fn a_group_over_100_or_with_an_unknown_member_is_not_created(backend: Back
     assert_eq!(too_big.code(), Code::FailedPrecondition);
     let unknown = metadata.create_chat(group(users[0], &[users[1], 9_999_999])).await.expect_err("unknown");
     assert_eq!(unknown.code(), Code::NotFound);
-    let listed =
-        metadata.list_chats(pb::ListChatsRequest { caller_id: users[0], limit: 100, offset: 0 }).await.unwrap();
+    let listed = metadata.list_chats(as_user(users[0], pb::ListChatsRequest { limit: 100, offset: 0 })).await.unwrap();
     assert!(listed.into_inner().chats.is_empty(), "nothing was created");
 }
 on_both_backends!(a_group_over_100_or_with_an_unknown_member_is_not_created);
@@ -86,18 +88,18 @@ async fn the_last_admin_leaving_promotes_the_longest_standing_member(backend: Ba
     let mut metadata = app.metadata().await;
     let chat = metadata.create_chat(group(users[0], &users[1..])).await.unwrap().into_inner().chat.unwrap();
 
-    let demote = pb::SetAdminRequest { caller_id: users[0], chat_id: chat.id, user_id: users[0], is_admin: false };
+    let demote = as_user(users[0], pb::SetAdminRequest { chat_id: chat.id, user_id: users[0], is_admin: false });
     assert_eq!(metadata.set_admin(demote).await.expect_err("last admin").code(), Code::FailedPrecondition);
 
-    metadata.leave_chat(pb::LeaveChatRequest { caller_id: users[0], chat_id: chat.id }).await.unwrap();
-    let request = pb::ListParticipantsRequest { caller_id: users[1], chat_id: chat.id };
+    metadata.leave_chat(as_user(users[0], pb::LeaveChatRequest { chat_id: chat.id })).await.unwrap();
+    let request = as_user(users[1], pb::ListParticipantsRequest { chat_id: chat.id });
     let left = metadata.list_participants(request).await.unwrap().into_inner().participants;
     let admins: Vec<i64> = left.iter().filter(|p| p.is_admin).map(|p| p.user_id).collect();
     // Both joined with the group, at the same moment: the tie goes to the smaller user id.
     assert_eq!(admins, vec![users[1].min(users[2])], "the longest-standing member is admin now");
 
     for user in &users[1..] {
-        metadata.leave_chat(pb::LeaveChatRequest { caller_id: *user, chat_id: chat.id }).await.unwrap();
+        metadata.leave_chat(as_user(*user, pb::LeaveChatRequest { chat_id: chat.id })).await.unwrap();
     }
     let membership = metadata
         .check_membership(pb::CheckMembershipRequest { chat_id: chat.id, user_id: users[1], touch_at_ms: 0 })
@@ -117,7 +119,7 @@ async fn a_senders_membership_check_moves_the_chat_and_an_outsiders_does_not(bac
     let chat = metadata.create_chat(group(users[0], &users[1..2])).await.unwrap().into_inner().chat.unwrap();
     let reader = metadata.clone();
     let updated_at = || {
-        let (mut reader, request) = (reader.clone(), pb::GetChatRequest { caller_id: users[0], chat_id: chat.id });
+        let (mut reader, request) = (reader.clone(), as_user(users[0], pb::GetChatRequest { chat_id: chat.id }));
         async move { reader.get_chat(request).await.unwrap().into_inner().updated_at_ms }
     };
     let later = chat.updated_at_ms + 60_000;
@@ -143,9 +145,9 @@ async fn membership_changes_are_published_on_the_chats_subject(backend: Backend)
     let chat = metadata.create_chat(group(users[0], &users[1..2])).await.unwrap().into_inner().chat.unwrap();
     let mut events = app.chat_events(chat.id).await;
 
-    let add = pb::AddParticipantsRequest { caller_id: users[0], chat_id: chat.id, user_ids: vec![users[2]] };
+    let add = as_user(users[0], pb::AddParticipantsRequest { chat_id: chat.id, user_ids: vec![users[2]] });
     metadata.add_participants(add).await.unwrap();
-    let remove = pb::RemoveParticipantRequest { caller_id: users[0], chat_id: chat.id, user_id: users[1] };
+    let remove = as_user(users[0], pb::RemoveParticipantRequest { chat_id: chat.id, user_id: users[1] });
     metadata.remove_participant(remove).await.unwrap();
 
     let timeout = std::time::Duration::from_secs(5);

@@ -7,4 +7,5 @@ mod errors;
 mod limits;
 mod messages;
 mod system;
+mod trust;
 mod users;

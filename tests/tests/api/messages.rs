@@ -6,7 +6,7 @@ use chat_proto::{
     messages::{self as pb, get_history_request::Cursor},
     metadata::{self as metadata_pb, ChatType},
 };
-use chat_tests::{TestDeployment, spawn_deployment_on};
+use chat_tests::{TestDeployment, as_user, spawn_deployment_on};
 use futures::StreamExt;
 use sql_pool::Backend;
 use sql_pool::on_both_backends;
@@ -14,24 +14,28 @@ use tonic::Code;
 
 async fn group_of(app: &TestDeployment, size: usize) -> (i64, Vec<i64>) {
     let users = app.register_many("msg", size).await;
-    let request = metadata_pb::CreateChatRequest {
-        caller_id: users[0],
-        chat_type: ChatType::Group as i32,
-        name: Some("messages".into()),
-        participant_ids: users[1..].to_vec(),
-    };
+    let request = as_user(
+        users[0],
+        metadata_pb::CreateChatRequest {
+            chat_type: ChatType::Group as i32,
+            name: Some("messages".into()),
+            participant_ids: users[1..].to_vec(),
+        },
+    );
     let chat = app.metadata().await.create_chat(request).await.expect("a group").into_inner().chat.expect("a chat");
     (chat.id, users)
 }
 
-fn send(sender_id: i64, chat_id: i64, content: &str, client_msg_id: Option<&str>) -> pb::SendMessageRequest {
-    pb::SendMessageRequest {
-        sender_id,
-        sender_username: format!("user{sender_id}"),
-        chat_id,
-        content: content.into(),
-        client_msg_id: client_msg_id.map(Into::into),
-    }
+/// A send as `sender_id` (whose token names them `user<id>`).
+fn send(
+    sender_id: i64,
+    chat_id: i64,
+    content: &str,
+    client_msg_id: Option<&str>,
+) -> tonic::Request<pb::SendMessageRequest> {
+    let request =
+        pb::SendMessageRequest { chat_id, content: content.into(), client_msg_id: client_msg_id.map(Into::into) };
+    as_user(sender_id, request)
 }
 
 async fn history(
@@ -41,7 +45,7 @@ async fn history(
     limit: u32,
     cursor: Option<Cursor>,
 ) -> pb::HistoryPage {
-    let request = pb::GetHistoryRequest { caller_id, chat_id, limit, cursor };
+    let request = as_user(caller_id, pb::GetHistoryRequest { chat_id, limit, cursor });
     app.messages().await.get_history(request).await.expect("a page").into_inner()
 }
 
@@ -158,25 +162,25 @@ async fn edits_and_deletes_change_storage_and_are_published(backend: Backend) {
         client.send_message(send(sender, chat_id, "secret draft", None)).await.unwrap().into_inner().message.unwrap();
     let mut events = app.chat_events(chat_id).await;
 
-    let by_other = pb::EditMessageRequest { caller_id: member, message_id: message.id, content: "hijack".into() };
+    let by_other = as_user(member, pb::EditMessageRequest { message_id: message.id, content: "hijack".into() });
     assert_eq!(client.edit_message(by_other).await.expect_err("not the sender").code(), Code::PermissionDenied);
-    let edit = pb::EditMessageRequest { caller_id: sender, message_id: message.id, content: "final words".into() };
+    let edit = as_user(sender, pb::EditMessageRequest { message_id: message.id, content: "final words".into() });
     let edited = client.edit_message(edit).await.unwrap().into_inner();
     assert!(edited.is_edited && edited.edited_at_ms.is_some() && edited.content == "final words");
     assert_eq!(app.db_content_rows("secret draft").await, 0, "the old text is gone");
 
-    let by_member = pb::DeleteMessageRequest { caller_id: member, message_id: message.id };
+    let by_member = as_user(member, pb::DeleteMessageRequest { message_id: message.id });
     assert_eq!(
         client.delete_message(by_member).await.expect_err("not sender nor admin").code(),
         Code::PermissionDenied
     );
-    let by_admin = pb::DeleteMessageRequest { caller_id: admin, message_id: message.id };
-    assert!(client.delete_message(by_admin).await.unwrap().into_inner().deleted);
-    assert!(!client.delete_message(by_admin).await.unwrap().into_inner().deleted, "a second delete changes nothing");
+    let by_admin = || as_user(admin, pb::DeleteMessageRequest { message_id: message.id });
+    assert!(client.delete_message(by_admin()).await.unwrap().into_inner().deleted);
+    assert!(!client.delete_message(by_admin()).await.unwrap().into_inner().deleted, "a second delete changes nothing");
     assert_eq!(app.db_content_rows("final words").await, 0, "deleted content is erased from storage");
     let page = history(&app, sender, chat_id, 10, None).await;
     assert!(page.messages[0].is_deleted && page.messages[0].content.is_empty());
-    let again = pb::EditMessageRequest { caller_id: sender, message_id: message.id, content: "undead".into() };
+    let again = as_user(sender, pb::EditMessageRequest { message_id: message.id, content: "undead".into() });
     assert_eq!(client.edit_message(again).await.expect_err("deleted").code(), Code::FailedPrecondition);
 
     let timeout = std::time::Duration::from_secs(5);
@@ -205,7 +209,7 @@ async fn outsiders_and_bad_content_are_refused_and_nothing_is_published(backend:
     for (request, code) in cases {
         assert_eq!(client.send_message(request).await.expect_err("refused").code(), code);
     }
-    let read = pb::GetHistoryRequest { caller_id: outsider, chat_id, limit: 10, cursor: None };
+    let read = as_user(outsider, pb::GetHistoryRequest { chat_id, limit: 10, cursor: None });
     assert_eq!(client.get_history(read).await.expect_err("outsider").code(), Code::PermissionDenied);
     let nothing = tokio::time::timeout(std::time::Duration::from_millis(500), events.next()).await;
     assert!(nothing.is_err(), "nothing unpersisted is published: {nothing:?}");

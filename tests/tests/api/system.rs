@@ -87,7 +87,7 @@ async fn auth_down_is_503_and_the_gateway_recovers_when_it_comes_back() {
 
     // Auth comes up on the address the gateway was given: no restart of the gateway needed.
     let db = sql_pool::testing::TestDatabase::new(sql_pool::Backend::MySql, "recover");
-    let mut settings = auth::Settings::from_env_with(db.url.clone(), SECRET.into()).unwrap();
+    let mut settings = auth::Settings::from_env_with(db.url.clone(), SECRET.into(), chat_tests::security()).unwrap();
     settings.grpc_addr = auth_addr;
     let auth = auth::Application::build(settings).await.unwrap();
     let mut stopped = stop.subscribe();
@@ -139,7 +139,7 @@ async fn metrics_count_requests_by_route_template_and_calls_by_method() {
 #[tokio::test]
 async fn a_grpc_service_serves_its_metrics_on_metrics_addr() {
     let db = sql_pool::testing::TestDatabase::new(sql_pool::Backend::Sqlite, "metrics");
-    let mut settings = auth::Settings::from_env_with(db.url.clone(), SECRET.into()).unwrap();
+    let mut settings = auth::Settings::from_env_with(db.url.clone(), SECRET.into(), chat_tests::security()).unwrap();
     settings.grpc_addr = "127.0.0.1:0".parse().unwrap();
     settings.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
     let auth = auth::Application::build(settings).await.unwrap();
@@ -147,7 +147,7 @@ async fn a_grpc_service_serves_its_metrics_on_metrics_addr() {
     let (stop, _) = watch::channel(false);
     tokio::spawn(auth.run_until_stopped(chat_tests::until(&stop)));
 
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}")).unwrap().connect().await.unwrap();
+    let channel = grpc_channel::lazy(&format!("http://{grpc}").parse().unwrap(), &chat_tests::security()).unwrap();
     let mut client = chat_proto::auth::auth_service_client::AuthServiceClient::new(channel);
     let missing = client.get_user(chat_proto::auth::GetUserRequest { id: 424_242 }).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::NotFound);

@@ -4,15 +4,33 @@ use std::time::Duration;
 
 use auth::{Application, Settings};
 use chat_proto::auth::{self as pb, auth_service_client::AuthServiceClient};
+use grpc_channel::{GrpcChannel, InternalCredential, Security};
 use secrecy::SecretString;
 use sql_pool::{Backend, testing::TestDatabase};
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret";
+/// The internal credential of the service under test.
+pub const INTERNAL_TOKEN: &str = "auth-test-internal-credential-0123456789";
+
+/// The trust settings of the service under test and its test client.
+pub fn security() -> Security {
+    Security { credential: InternalCredential::parse(INTERNAL_TOKEN).expect("a valid credential") }
+}
+
+/// A call that acts for `user_id`, with a token signed by [`SECRET`].
+pub fn as_user<T>(user_id: i64, message: T) -> tonic::Request<T> {
+    let settings = access_token::TokenSettings {
+        secret: SecretString::from(SECRET),
+        algorithm: access_token::Algorithm::HS256,
+        ttl: Duration::from_secs(600),
+    };
+    let token = access_token::TokenIssuer::new(&settings).issue(user_id, "someone").expect("a token");
+    internal_auth::UserToken::new(&token).expect("a token").request(message)
+}
 
 pub struct TestApp {
-    pub client: AuthServiceClient<Channel>,
+    pub client: AuthServiceClient<GrpcChannel>,
     _db: TestDatabase,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -28,7 +46,8 @@ impl Drop for TestApp {
 pub async fn spawn_app(backend: Backend) -> TestApp {
     telemetry::init_for_tests();
     let db = TestDatabase::new(backend, "auth");
-    let mut settings = Settings::from_env_with(db.url.clone(), SecretString::from(SECRET)).expect("test settings");
+    let mut settings =
+        Settings::from_env_with(db.url.clone(), SecretString::from(SECRET), security()).expect("test settings");
     settings.grpc_addr = "127.0.0.1:0".parse().expect("an address");
     let app = Application::build(settings)
         .await
@@ -38,12 +57,8 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("a URI")
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .expect("the auth service accepts connections");
+    let url = url::Url::parse(&format!("http://{addr}")).expect("a URL");
+    let channel = grpc_channel::lazy(&url, &security()).expect("a channel");
     TestApp { client: AuthServiceClient::new(channel), _db: db, stop: Some(stop) }
 }
 

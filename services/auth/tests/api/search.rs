@@ -6,7 +6,10 @@ use tonic::Code;
 
 use sql_pool::on_both_backends;
 
-use crate::helpers::{TestApp, field_of, registration, spawn_app};
+use crate::helpers::{TestApp, as_user, field_of, registration, spawn_app};
+
+/// A user id nobody has.
+const NOBODY: i64 = 999_999_999;
 
 async fn add(app: &TestApp, username: &str, full_name: Option<&str>) -> pb::User {
     let mut request = registration("x");
@@ -16,7 +19,9 @@ async fn add(app: &TestApp, username: &str, full_name: Option<&str>) -> pb::User
 }
 
 async fn search(app: &TestApp, query: &str, limit: u32, offset: u32, caller: i64) -> Vec<String> {
-    let request = pb::SearchUsersRequest { query: query.into(), limit, offset, exclude_user_id: caller };
+    // A caller that is no user excludes nobody.
+    let caller = if caller == 0 { NOBODY } else { caller };
+    let request = as_user(caller, pb::SearchUsersRequest { query: query.into(), limit, offset });
     let users = app.client.clone().search_users(request).await.expect("searched").into_inner().users;
     users.into_iter().map(|user| user.username).collect()
 }
@@ -68,7 +73,7 @@ async fn queries_and_limits_out_of_range_are_refused(backend: Backend) {
     for (query, limit, field) in
         [("", 10, "q"), (&*"q".repeat(65), 10, "q"), ("abc", 0, "limit"), ("abc", 101, "limit")]
     {
-        let request = pb::SearchUsersRequest { query: query.into(), limit, offset: 0, exclude_user_id: 0 };
+        let request = as_user(NOBODY, pb::SearchUsersRequest { query: query.into(), limit, offset: 0 });
         let status = app.client.clone().search_users(request).await.expect_err("refused");
         assert_eq!((status.code(), field_of(&status)), (Code::InvalidArgument, field));
     }

@@ -26,8 +26,8 @@ async fn with_last_messages(state: &AppState, caller: &AuthUser, chats: Vec<pb::
     let mut last = if chat_ids.is_empty() {
         Vec::new()
     } else {
-        let request = messages_pb::GetLastMessagesRequest { caller_id: caller.user_id, chat_ids };
-        let response = state.messages.clone().get_last_messages(request).await;
+        let request = messages_pb::GetLastMessagesRequest { chat_ids };
+        let response = state.messages.clone().get_last_messages(caller.call(request)).await;
         response.map_err(|status| ApiError::from_status(status, MESSAGES))?.into_inner().messages
     };
     Ok(chats
@@ -65,13 +65,8 @@ pub async fn create(
         ChatType::Direct => (pb::ChatType::Direct, None),
         ChatType::Group => (pb::ChatType::Group, body.name),
     };
-    let request = pb::CreateChatRequest {
-        caller_id: caller.user_id,
-        chat_type: chat_type as i32,
-        name,
-        participant_ids: body.participant_ids,
-    };
-    let response = state.metadata.clone().create_chat(request).await.map_err(metadata_error)?.into_inner();
+    let request = pb::CreateChatRequest { chat_type: chat_type as i32, name, participant_ids: body.participant_ids };
+    let response = state.metadata.clone().create_chat(caller.call(request)).await.map_err(metadata_error)?.into_inner();
     let chat = response.chat.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("CreateChat returned no chat")))?;
     let status = if response.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, one_chat(&state, &caller, chat).await?))
@@ -89,8 +84,9 @@ pub async fn list(
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<Json<Vec<Chat>>, ApiError> {
     let (limit, offset) = page(params.limit, params.offset, 50)?;
-    let request = pb::ListChatsRequest { caller_id: caller.user_id, limit, offset };
-    let chats = state.metadata.clone().list_chats(request).await.map_err(metadata_error)?.into_inner().chats;
+    let request = pb::ListChatsRequest { limit, offset };
+    let chats =
+        state.metadata.clone().list_chats(caller.call(request)).await.map_err(metadata_error)?.into_inner().chats;
     Ok(Json(with_last_messages(&state, &caller, chats).await?))
 }
 
@@ -109,8 +105,8 @@ pub async fn get(
     caller: AuthUser,
     AppPath(chat_id): AppPath<i64>,
 ) -> Result<Json<Chat>, ApiError> {
-    let request = pb::GetChatRequest { caller_id: caller.user_id, chat_id };
-    let chat = state.metadata.clone().get_chat(request).await.map_err(metadata_error)?.into_inner();
+    let request = pb::GetChatRequest { chat_id };
+    let chat = state.metadata.clone().get_chat(caller.call(request)).await.map_err(metadata_error)?.into_inner();
     one_chat(&state, &caller, chat).await
 }
 
@@ -132,8 +128,8 @@ pub async fn update(
     AppPath(chat_id): AppPath<i64>,
     AppJson(body): AppJson<UpdateChatBody>,
 ) -> Result<Json<Chat>, ApiError> {
-    let request = pb::UpdateChatRequest { caller_id: caller.user_id, chat_id, name: body.name };
-    let chat = state.metadata.clone().update_chat(request).await.map_err(metadata_error)?.into_inner();
+    let request = pb::UpdateChatRequest { chat_id, name: body.name };
+    let chat = state.metadata.clone().update_chat(caller.call(request)).await.map_err(metadata_error)?.into_inner();
     one_chat(&state, &caller, chat).await
 }
 
@@ -148,8 +144,8 @@ pub async fn leave(
     caller: AuthUser,
     AppPath(chat_id): AppPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let request = pb::LeaveChatRequest { caller_id: caller.user_id, chat_id };
-    state.metadata.clone().leave_chat(request).await.map_err(metadata_error)?;
+    let request = pb::LeaveChatRequest { chat_id };
+    state.metadata.clone().leave_chat(caller.call(request)).await.map_err(metadata_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -164,8 +160,9 @@ pub async fn participants(
     caller: AuthUser,
     AppPath(chat_id): AppPath<i64>,
 ) -> Result<Json<Vec<Participant>>, ApiError> {
-    let request = pb::ListParticipantsRequest { caller_id: caller.user_id, chat_id };
-    let list = state.metadata.clone().list_participants(request).await.map_err(metadata_error)?.into_inner();
+    let request = pb::ListParticipantsRequest { chat_id };
+    let list =
+        state.metadata.clone().list_participants(caller.call(request)).await.map_err(metadata_error)?.into_inner();
     Ok(Json(list.participants.into_iter().map(Into::into).collect()))
 }
 
@@ -187,8 +184,9 @@ pub async fn add_participants(
     AppPath(chat_id): AppPath<i64>,
     AppJson(body): AppJson<AddParticipantsBody>,
 ) -> Result<Json<Vec<Participant>>, ApiError> {
-    let request = pb::AddParticipantsRequest { caller_id: caller.user_id, chat_id, user_ids: body.user_ids };
-    let list = state.metadata.clone().add_participants(request).await.map_err(metadata_error)?.into_inner();
+    let request = pb::AddParticipantsRequest { chat_id, user_ids: body.user_ids };
+    let list =
+        state.metadata.clone().add_participants(caller.call(request)).await.map_err(metadata_error)?.into_inner();
     Ok(Json(list.participants.into_iter().map(Into::into).collect()))
 }
 
@@ -208,8 +206,8 @@ pub async fn remove_participant(
     AppPath(chat_id): AppPath<i64>,
     AppQuery(params): AppQuery<RemoveParticipantParams>,
 ) -> Result<StatusCode, ApiError> {
-    let request = pb::RemoveParticipantRequest { caller_id: caller.user_id, chat_id, user_id: params.user_id };
-    state.metadata.clone().remove_participant(request).await.map_err(metadata_error)?;
+    let request = pb::RemoveParticipantRequest { chat_id, user_id: params.user_id };
+    state.metadata.clone().remove_participant(caller.call(request)).await.map_err(metadata_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -230,7 +228,8 @@ pub async fn set_admin(
     AppPath((chat_id, user_id)): AppPath<(i64, i64)>,
     AppJson(body): AppJson<SetAdminBody>,
 ) -> Result<Json<Participant>, ApiError> {
-    let request = pb::SetAdminRequest { caller_id: caller.user_id, chat_id, user_id, is_admin: body.is_admin };
-    let participant = state.metadata.clone().set_admin(request).await.map_err(metadata_error)?.into_inner();
+    let request = pb::SetAdminRequest { chat_id, user_id, is_admin: body.is_admin };
+    let participant =
+        state.metadata.clone().set_admin(caller.call(request)).await.map_err(metadata_error)?.into_inner();
     Ok(Json(participant.into()))
 }

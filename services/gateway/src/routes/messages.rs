@@ -30,14 +30,9 @@ pub async fn send_as(
     client_msg_id: Option<String>,
 ) -> Result<(pb::Message, bool), ApiError> {
     spend_write(state, caller)?;
-    let request = pb::SendMessageRequest {
-        sender_id: caller.user_id,
-        sender_username: caller.username.clone(),
-        chat_id,
-        content,
-        client_msg_id,
-    };
-    let response = state.messages.clone().send_message(request).await.map_err(messages_error)?.into_inner();
+    let request = pb::SendMessageRequest { chat_id, content, client_msg_id };
+    let response =
+        state.messages.clone().send_message(caller.call(request)).await.map_err(messages_error)?.into_inner();
     let message =
         response.message.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("SendMessage returned nothing")))?;
     Ok((message, response.created))
@@ -90,8 +85,8 @@ pub async fn history(
         (None, Some(after)) => Some(Cursor::AfterId(after)),
         (None, None) => None,
     };
-    let request = pb::GetHistoryRequest { caller_id: caller.user_id, chat_id, limit, cursor };
-    let page = state.messages.clone().get_history(request).await.map_err(messages_error)?.into_inner();
+    let request = pb::GetHistoryRequest { chat_id, limit, cursor };
+    let page = state.messages.clone().get_history(caller.call(request)).await.map_err(messages_error)?.into_inner();
     Ok(Json(HistoryPage { messages: page.messages.into_iter().map(Into::into).collect(), has_more: page.has_more }))
 }
 
@@ -116,8 +111,8 @@ pub async fn edit(
     AppJson(body): AppJson<EditMessageBody>,
 ) -> Result<Json<Message>, ApiError> {
     spend_write(&state, &caller)?;
-    let request = pb::EditMessageRequest { caller_id: caller.user_id, message_id, content: body.content };
-    let message = state.messages.clone().edit_message(request).await.map_err(messages_error)?.into_inner();
+    let request = pb::EditMessageRequest { message_id, content: body.content };
+    let message = state.messages.clone().edit_message(caller.call(request)).await.map_err(messages_error)?.into_inner();
     Ok(Json(message.into()))
 }
 
@@ -136,7 +131,7 @@ pub async fn delete(
     caller: AuthUser,
     AppPath(message_id): AppPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let request = pb::DeleteMessageRequest { caller_id: caller.user_id, message_id };
-    state.messages.clone().delete_message(request).await.map_err(messages_error)?;
+    let request = pb::DeleteMessageRequest { message_id };
+    state.messages.clone().delete_message(caller.call(request)).await.map_err(messages_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -138,14 +138,13 @@ pub async fn update_me(
         return Err(ApiError::invalid("current_password", "is required to change the password"));
     }
     let request = pb::UpdateUserRequest {
-        id: caller.user_id,
         email: body.email,
         // Empty clears the full name (see auth.proto).
         full_name: body.full_name.map(Option::unwrap_or_default),
         password: body.password,
         current_password: body.current_password,
     };
-    let user = state.auth.clone().update_user(request).await.map_err(auth_error)?.into_inner();
+    let user = state.auth.clone().update_user(caller.call(request)).await.map_err(auth_error)?.into_inner();
     Ok(Json(user.into()))
 }
 
@@ -164,8 +163,8 @@ pub async fn search(
     AppQuery(params): AppQuery<SearchParams>,
 ) -> Result<Json<Vec<UserPublic>>, ApiError> {
     let (limit, offset) = page(params.limit, params.offset, 20)?;
-    let request = pb::SearchUsersRequest { query: params.q, limit, offset, exclude_user_id: caller.user_id };
-    let users = state.auth.clone().search_users(request).await.map_err(auth_error)?.into_inner().users;
+    let request = pb::SearchUsersRequest { query: params.q, limit, offset };
+    let users = state.auth.clone().search_users(caller.call(request)).await.map_err(auth_error)?.into_inner().users;
     Ok(Json(users.into_iter().map(Into::into).collect()))
 }
 

@@ -364,7 +364,7 @@ impl Hub {
         };
         // Opening a room (bus subscriptions, baseline) happens outside the lock:
         // a slow message-store delays this chat's first socket, nobody else.
-        if let Err(error) = room.live.get_or_try_init(|| self.open(&room, user_id)).await {
+        if let Err(error) = room.live.get_or_try_init(|| self.open(&room)).await {
             self.leave(chat_id, socket_id).await;
             return Err(error);
         }
@@ -377,7 +377,7 @@ impl Hub {
     }
 
     /// Subscribes a new room to the chat's subjects, takes its baseline and starts its loop.
-    async fn open(&self, room: &Arc<Room>, user_id: i64) -> anyhow::Result<()> {
+    async fn open(&self, room: &Arc<Room>) -> anyhow::Result<()> {
         let (subjects, bus, chat_id) = (&self.inner.subjects, &self.inner.bus, room.chat_id);
         let events = bus.subscribe_traced(subjects.events(chat_id)).await?;
         let typing = bus.subscribe(subjects.typing(chat_id)).await?;
@@ -386,7 +386,7 @@ impl Hub {
         // The baseline, before the first socket counts as live: what was sent
         // until now is history (a client asks for it with `after`), what comes
         // later is delivered.
-        self.inner.baseline(room, user_id).await;
+        self.inner.baseline(room).await;
         let task = tokio::spawn(room_loop(Arc::downgrade(&self.inner), room.clone(), events, typing, presence));
         *lock(&room.task) = Some(task);
         Ok(())
@@ -533,8 +533,9 @@ impl Inner {
     }
 
     /// The room's starting point: the chat's newest message now.
-    async fn baseline(&self, room: &Room, caller_id: i64) {
-        let request = GetHistoryRequest { caller_id, chat_id: room.chat_id, limit: 1, cursor: None };
+    async fn baseline(&self, room: &Room) {
+        // A fan-out read (no acting user): the room's sockets were each checked at connect.
+        let request = GetHistoryRequest { chat_id: room.chat_id, limit: 1, cursor: None };
         let newest = tokio::time::timeout(BASELINE_WAIT, self.messages.clone().get_history(request)).await;
         match newest.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("baseline"))) {
             Ok(page) => {
@@ -554,16 +555,15 @@ impl Inner {
 
     /// Fetches what the room missed since the last message it delivered.
     async fn backfill(&self, room: &Room) {
-        let Some(caller_id) = room.local_users().first().copied() else { return };
+        if room.local_users().is_empty() {
+            return;
+        }
         METRICS.ws_backfills.inc();
         let mut order = room.order.lock().await;
         loop {
-            let request = GetHistoryRequest {
-                caller_id,
-                chat_id: room.chat_id,
-                limit: 100,
-                cursor: Some(Cursor::AfterId(order.last_id)),
-            };
+            // A fan-out read, like the baseline.
+            let request =
+                GetHistoryRequest { chat_id: room.chat_id, limit: 100, cursor: Some(Cursor::AfterId(order.last_id)) };
             let page = match self.messages.clone().get_history(request).await {
                 Ok(page) => page.into_inner(),
                 Err(status) => {

@@ -133,16 +133,11 @@ async fn replay(
 ) -> Result<i64, (u16, &'static str)> {
     let mut last_id = after;
     loop {
-        let request = GetHistoryRequest {
-            caller_id: caller.user_id,
-            chat_id,
-            limit: 100,
-            cursor: Some(Cursor::AfterId(last_id)),
-        };
+        let request = GetHistoryRequest { chat_id, limit: 100, cursor: Some(Cursor::AfterId(last_id)) };
         let page = state
             .messages
             .clone()
-            .get_history(request)
+            .get_history(caller.call(request))
             .await
             .map_err(|_| (CLOSE_TRY_AGAIN, "history unavailable"))?
             .into_inner();
