@@ -33,3 +33,7 @@ pub use chat::{auth::v1 as auth, events::v1 as events, messages::v1 as messages,
 /// Metadata key naming the request field an INVALID_ARGUMENT (or
 /// ALREADY_EXISTS) status is about, so the gateway can answer 422 with it.
 pub const FIELD_METADATA_KEY: &str = "x-field";
+
+/// Metadata key of a RESOURCE_EXHAUSTED status: whole seconds until a retry
+/// may succeed, for the gateway's `Retry-After`.
+pub const RETRY_AFTER_METADATA_KEY: &str = "retry-after";

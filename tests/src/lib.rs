@@ -178,10 +178,22 @@ pub async fn spawn_gateway_limited(
     stop: &watch::Sender<bool>,
     limits: LimitSettings,
 ) -> SocketAddr {
+    spawn_gateway_configured(services, subjects, nats_url, stop, |settings| settings.limits = limits).await
+}
+
+/// A gateway on port 0 with no rate limits but what `configure` sets.
+pub async fn spawn_gateway_configured(
+    services: ServiceUrls,
+    subjects: &Subjects,
+    nats_url: &str,
+    stop: &watch::Sender<bool>,
+    configure: impl FnOnce(&mut gateway::Settings),
+) -> SocketAddr {
     let mut settings = gateway::Settings::from_env_with(SecretString::from(SECRET), security()).expect("settings");
     settings.http_addr = loopback();
     settings.services = services;
-    settings.limits = limits;
+    settings.limits = LimitSettings::OFF;
+    configure(&mut settings);
     let bus = NatsBus::connect(nats_url, "gateway").await.expect("NATS is reachable");
     let gateway = gateway::Application::build(settings, Arc::new(bus), subjects.clone()).await.expect("gateway starts");
     let addr = gateway.local_addr();
@@ -207,6 +219,13 @@ impl TestDeployment {
     /// Another gateway replica in front of the same services.
     pub async fn another_gateway(&self) -> String {
         format!("http://{}", spawn_gateway_on(self.services.clone(), &self.subjects, &self.nats_url, &self.stop).await)
+    }
+
+    /// Another gateway replica, configured by `configure` (no rate limits unless it sets them).
+    pub async fn gateway_with(&self, configure: impl FnOnce(&mut gateway::Settings)) -> String {
+        let addr =
+            spawn_gateway_configured(self.services.clone(), &self.subjects, &self.nats_url, &self.stop, configure);
+        format!("http://{}", addr.await)
     }
 
     /// Another gateway replica, with these rate limits.
@@ -351,7 +370,7 @@ impl TestDeployment {
             .env("NATS_SUBJECT_PREFIX", self.subjects.prefix())
             .env("GATEWAY_REPLICA", replica)
             .env("MESSAGE_RATE_PER_SECOND", "0")
-            .env("LOGIN_FAILURES_PER_MINUTE", "0")
+            .env("REGISTRATIONS_PER_MINUTE", "0")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -24,6 +24,8 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// How many argon2 hashes may run at once.
     pub max_concurrent_hashes: usize,
+    /// Failed-login limits (`LOGIN_FAILURES_PER_MINUTE`, `LOGIN_FAILURES_PER_MINUTE_PER_ADDRESS`).
+    pub login_limits: crate::login_limits::LoginLimitSettings,
     /// The internal credential calls must carry.
     pub security: grpc_channel::Security,
 }
@@ -56,6 +58,7 @@ impl Settings {
             pool: PoolSettings::default(),
             tokens: TokenSettings::from_env(secret)?,
             max_concurrent_hashes: env_config::parsed_or("AUTH_MAX_CONCURRENT_HASHES", default_hash_concurrency())?,
+            login_limits: crate::login_limits::LoginLimitSettings::from_env()?,
             security,
         })
     }

@@ -13,6 +13,8 @@ pub enum AuthError {
     Taken { field: &'static str },
     #[error("incorrect username or password")]
     BadCredentials,
+    #[error("too many failed logins; try again later")]
+    TooManyAttempts { retry_after: std::time::Duration },
     #[error("the current password is wrong")]
     WrongCurrentPassword,
     #[error("user not found")]
@@ -53,6 +55,14 @@ impl From<AuthError> for Status {
             }
             AuthError::BadCredentials => Status::unauthenticated(error.to_string()),
             AuthError::WrongCurrentPassword => Status::failed_precondition(error.to_string()),
+            AuthError::TooManyAttempts { retry_after } => {
+                let mut status = Status::resource_exhausted(error.to_string());
+                let seconds = rate_limit::retry_after_secs(retry_after).to_string();
+                if let Ok(value) = seconds.parse() {
+                    status.metadata_mut().insert(chat_proto::RETRY_AFTER_METADATA_KEY, value);
+                }
+                status
+            }
             AuthError::NotFound => Status::not_found(error.to_string()),
             AuthError::Unavailable(source) => {
                 tracing::warn!(error = %source, "user database unavailable");

@@ -5,9 +5,12 @@ use access_token::{TokenIssuer, TokenVerifier};
 use chat_proto::auth::{self as pb, auth_service_server::AuthService};
 use tonic::{Request, Response, Status};
 
+use std::{net::IpAddr, sync::Arc, time::Instant};
+
 use crate::{
     domain::{Email, FullName, NewUser, Password, SearchQuery, User, Username},
     error::AuthError,
+    login_limits::LoginLimits,
     password::PasswordHasher,
     store::{UserStore, now_ms},
 };
@@ -19,14 +22,21 @@ const MAX_BATCH: usize = 1000;
 #[derive(Clone)]
 pub struct AuthGrpc {
     store: UserStore,
+    login_limits: Arc<LoginLimits>,
     hasher: PasswordHasher,
     issuer: TokenIssuer,
     verifier: TokenVerifier,
 }
 
 impl AuthGrpc {
-    pub fn new(store: UserStore, hasher: PasswordHasher, issuer: TokenIssuer, verifier: TokenVerifier) -> Self {
-        Self { store, hasher, issuer, verifier }
+    pub fn new(
+        store: UserStore,
+        hasher: PasswordHasher,
+        issuer: TokenIssuer,
+        verifier: TokenVerifier,
+        login_limits: LoginLimits,
+    ) -> Self {
+        Self { store, hasher, issuer, verifier, login_limits: Arc::new(login_limits) }
     }
 }
 
@@ -72,10 +82,17 @@ impl AuthService for AuthGrpc {
             return Err(AuthError::BadCredentials.into());
         }
         let found = self.store.credentials(&request.username).await?;
+        // Paid for before the password is checked: concurrent guesses cannot exceed the limit.
+        let address = request.client_addr.parse::<IpAddr>().ok();
+        let attempt = self
+            .login_limits
+            .attempt(found.as_ref().map(|c| c.user.id), address, Instant::now())
+            .map_err(|retry_after| AuthError::TooManyAttempts { retry_after })?;
         let matched = self.hasher.verify(&request.password, found.as_ref().map(|c| c.password_hash.as_str())).await?;
         let Some(credentials) = found.filter(|c| matched && c.user.is_active) else {
             return Err(AuthError::BadCredentials.into());
         };
+        self.login_limits.succeeded(attempt, Instant::now());
         let mut user = credentials.user;
         let now = now_ms();
         self.store.touch_last_seen(user.id, now).await?;

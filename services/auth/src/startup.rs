@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::{
     config::Settings,
     grpc::AuthGrpc,
+    login_limits::LoginLimits,
     password::PasswordHasher,
     store::{UserStore, migrations},
 };
@@ -37,6 +38,7 @@ impl Application {
             hasher,
             TokenIssuer::new(&settings.tokens),
             TokenVerifier::new(&settings.tokens),
+            LoginLimits::new(settings.login_limits),
         );
         let auth = internal_auth::Authenticate::new(settings.security.credential, TokenVerifier::new(&settings.tokens));
         Ok(Self { listener, metrics, local_addr, service, db, auth })

@@ -43,10 +43,12 @@ pub struct Settings {
     /// This replica's name in stats and presence: `GATEWAY_REPLICA`, else the
     /// host name (the pod name on Kubernetes) with a random suffix.
     pub replica: String,
-    /// Rate limits (`MESSAGE_RATE_PER_SECOND`, `MESSAGE_BURST`, `LOGIN_FAILURES_PER_MINUTE`).
+    /// Rate limits (`MESSAGE_RATE_PER_SECOND`, `MESSAGE_BURST`, `REGISTRATIONS_PER_MINUTE`, `REGISTRATION_BURST`).
     pub limits: crate::limits::LimitSettings,
     /// The internal credential of calls to the services.
     pub security: grpc_channel::Security,
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 impl Settings {
@@ -68,6 +70,7 @@ impl Settings {
             replica: env_config::string("GATEWAY_REPLICA").unwrap_or_else(default_replica_name),
             limits: crate::limits::LimitSettings::from_env()?,
             security,
+            trusted_proxies: crate::client_addr::TrustedProxies::from_env()?,
         })
     }
 }

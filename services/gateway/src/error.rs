@@ -105,7 +105,14 @@ impl ApiError {
             Code::PermissionDenied => Self::Forbidden(message),
             Code::NotFound => Self::NotFound(message),
             Code::FailedPrecondition | Code::OutOfRange => Self::BadRequest(message),
-            Code::ResourceExhausted => Self::RateLimited { retry_after_s: 1 },
+            Code::ResourceExhausted => {
+                let retry_after_s = status
+                    .metadata()
+                    .get(chat_proto::RETRY_AFTER_METADATA_KEY)
+                    .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+                    .unwrap_or(1);
+                Self::RateLimited { retry_after_s: retry_after_s.max(1) }
+            }
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
                 tracing::warn!(service, code = ?status.code(), %message, "dependency unavailable");
                 Self::Unavailable(service)

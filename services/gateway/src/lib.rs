@@ -1,6 +1,7 @@
 //! The public gateway: REST (`/api/v1/...`), API docs and, in front of the
 //! services, token verification. Stateless: any number of replicas.
 
+pub mod client_addr;
 pub mod config;
 pub mod docs;
 pub mod error;

@@ -98,6 +98,7 @@ impl Application {
     /// Serves HTTP until `shutdown` completes, then lets requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr, "gateway listening");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.context("gateway server failed")
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await.context("gateway server failed")
     }
 }

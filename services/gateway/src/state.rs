@@ -13,7 +13,7 @@ use event_bus::{Bus, Subjects};
 
 use chat_proto::metadata::CheckMembershipRequest;
 
-use crate::{config::Settings, error::ApiError, limits::Limits, ws::hub::Hub};
+use crate::{client_addr::TrustedProxies, config::Settings, error::ApiError, limits::Limits, ws::hub::Hub};
 
 /// What every handler and socket shares, behind one `Arc`: cloning it (axum
 /// does, per request; each WebSocket task holds one) costs a reference count,
@@ -37,6 +37,7 @@ pub struct Services {
     pub verifier: TokenVerifier,
     pub hub: Hub,
     pub limits: Limits,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl AppState {
@@ -57,6 +58,7 @@ impl AppState {
             channels: [("auth", auth), ("chat_metadata", metadata), ("message_store", messages)],
             verifier: TokenVerifier::new(&settings.tokens),
             limits: Limits::new(settings.limits),
+            trusted_proxies: settings.trusted_proxies.clone(),
         })))
     }
 }

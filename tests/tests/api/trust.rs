@@ -58,7 +58,7 @@ async fn every_service_refuses_calls_without_the_internal_credential() {
     let mut auth = AuthServiceClient::new(bare(&services.auth).await);
     assert_unauthenticated(auth.get_user(read).await, "auth GetUser without a credential");
     assert_unauthenticated(auth.update_user(as_user(user_id, change())).await, "auth UpdateUser with only a token");
-    let login = auth_pb::LoginRequest { username: "x".into(), password: "y".into() };
+    let login = auth_pb::LoginRequest { username: "x".into(), password: "y".into(), client_addr: String::new() };
     assert_unauthenticated(auth.login(login).await, "auth Login without a credential");
     let mut metadata = ChatMetadataServiceClient::new(bare(&services.metadata).await);
     assert_unauthenticated(metadata.add_participants(as_user(user_id, add())).await, "chat-metadata AddParticipants");

@@ -85,7 +85,8 @@ impl TestApp {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Result<pb::LoginResponse, tonic::Status> {
-        let request = pb::LoginRequest { username: username.into(), password: password.into() };
+        let request =
+            pb::LoginRequest { username: username.into(), password: password.into(), client_addr: String::new() };
         self.client.clone().login(request).await.map(tonic::Response::into_inner)
     }
 }

@@ -9,6 +9,7 @@ use chat_proto::auth as pb;
 use std::time::Instant;
 
 use crate::{
+    client_addr::ClientAddr,
     error::{ApiError, ErrorBody},
     extract::{AppJson, AppPath, AppQuery, AuthUser, body_bytes, parse_json},
     models::{LoginBody, RegisterBody, SearchParams, Token, UpdateMeBody, UserPrivate, UserPublic, page},
@@ -29,13 +30,16 @@ fn auth_error(status: tonic::Status) -> ApiError {
         (status = 201, description = "Registered", body = UserPrivate),
         (status = 409, description = "Username or email already registered", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address (REGISTRATIONS_PER_MINUTE, REGISTRATION_BURST); see Retry-After", body = ErrorBody),
         (status = 503, description = "Auth service unavailable", body = ErrorBody),
     )
 )]
 pub async fn register(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     AppJson(body): AppJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<UserPrivate>), ApiError> {
+    state.limits.registrations.take(&client, Instant::now()).map_err(ApiError::rate_limited)?;
     let request = pb::RegisterRequest {
         username: body.username,
         email: body.email,
@@ -59,10 +63,15 @@ pub async fn register(
         (status = 200, description = "Logged in", body = Token),
         (status = 401, description = "Wrong username or password", body = ErrorBody),
         (status = 422, description = "Missing field", body = ErrorBody),
-        (status = 429, description = "Too many failed logins for this username (LOGIN_FAILURES_PER_MINUTE); see Retry-After", body = ErrorBody),
+        (status = 429, description = "Too many failed logins of this account from this address (LOGIN_FAILURES_PER_MINUTE), or from this address (LOGIN_FAILURES_PER_MINUTE_PER_ADDRESS); see Retry-After", body = ErrorBody),
+        (status = 503, description = "Auth service unavailable", body = ErrorBody),
     )
 )]
-pub async fn login(State(state): State<AppState>, request: Request) -> Result<Json<Token>, ApiError> {
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    request: Request,
+) -> Result<Json<Token>, ApiError> {
     let is_form = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -79,15 +88,11 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Js
     } else {
         parse_json(&bytes)?
     };
-    // Failed logins per username: a guesser gets a few tries a minute.
-    let key = body.username.to_lowercase();
-    state.limits.login_failures.check(&key, Instant::now()).map_err(ApiError::rate_limited)?;
-    let request = pb::LoginRequest { username: body.username, password: body.password };
+    // Auth limits failed logins per account and address (it knows the accounts).
+    let request =
+        pb::LoginRequest { username: body.username, password: body.password, client_addr: client.to_string() };
     let response = state.auth.clone().login(request).await.map_err(|status| match status.code() {
-        tonic::Code::Unauthenticated => {
-            let _ = state.limits.login_failures.take(&key, Instant::now());
-            ApiError::Unauthorized("incorrect username or password".into())
-        }
+        tonic::Code::Unauthenticated => ApiError::Unauthorized("incorrect username or password".into()),
         _ => auth_error(status),
     })?;
     let response = response.into_inner();
