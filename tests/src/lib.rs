@@ -354,6 +354,11 @@ impl TestDeployment {
 impl TestDeployment {
     /// A gateway replica as a process of its own (the built `gateway` binary), so a test can kill it.
     pub fn gateway_process(&self, replica: &str) -> GatewayProcess {
+        self.gateway_process_with(replica, &[])
+    }
+
+    /// A gateway process with these further variables.
+    pub fn gateway_process_with(&self, replica: &str, env: &[(&str, &str)]) -> GatewayProcess {
         let binary = built_binary("gateway");
         let port =
             std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port();
@@ -372,6 +377,7 @@ impl TestDeployment {
             .env("MESSAGE_RATE_PER_SECOND", "0")
             .env("REGISTRATIONS_PER_MINUTE", "0")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -409,6 +415,27 @@ impl GatewayProcess {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         panic!("the gateway process at {} never became healthy", self.base_url);
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod: the process drains and exits by itself.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM was delivered");
+    }
+
+    /// Waits up to `within` for the process to exit; its exit code (None: still running, or a signal).
+    pub async fn exited(&mut self, within: std::time::Duration) -> Option<Option<i32>> {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// SIGKILL: no goodbye to its clients, no last heartbeat.

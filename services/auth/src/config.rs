@@ -28,6 +28,8 @@ pub struct Settings {
     pub login_limits: crate::login_limits::LoginLimitSettings,
     /// The internal credential calls must carry.
     pub security: grpc_channel::Security,
+    /// How long calls in flight may take after SIGTERM (`SHUTDOWN_GRACE_SECONDS`).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Settings {
@@ -60,6 +62,7 @@ impl Settings {
             max_concurrent_hashes: env_config::parsed_or("AUTH_MAX_CONCURRENT_HASHES", default_hash_concurrency())?,
             login_limits: crate::login_limits::LoginLimitSettings::from_env()?,
             security,
+            shutdown_grace: shutdown::grace_from_env()?,
         })
     }
 }

@@ -71,8 +71,12 @@ fn verify_in(memory: &mut Vec<Block>, password: &str, hash: &str) -> anyhow::Res
     let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(malformed)?;
     let mut out = vec![0u8; expected.len()];
     fit(memory, &params);
-    Argon2::new(algorithm, version.unwrap_or_default(), params)
-        .hash_password_into_with_memory(password.as_bytes(), salt_bytes, &mut out, &mut memory[..])?;
+    Argon2::new(algorithm, version.unwrap_or_default(), params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt_bytes,
+        &mut out,
+        &mut memory[..],
+    )?;
     // `Output`'s equality is constant-time.
     Ok(Output::new(&out).map_err(malformed)? == expected)
 }
@@ -103,12 +107,8 @@ impl PasswordHasher {
     ) -> Result<T, AuthError> {
         let _permit = self.permits.acquire().await.context("password hasher closed")?;
         // With a permit there is a free array, or fewer arrays than permits: never more arrays than permits.
-        let mut memory = self
-            .memory
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .unwrap_or_else(|| blocks_for(&params()));
+        let mut memory =
+            self.memory.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_else(|| blocks_for(&params()));
         let (result, memory) = tokio::task::spawn_blocking(move || {
             let result = work(&mut memory);
             (result, memory)

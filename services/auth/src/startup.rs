@@ -24,6 +24,7 @@ pub struct Application {
     service: AuthGrpc,
     db: Db,
     auth: internal_auth::Authenticate,
+    grace: std::time::Duration,
 }
 
 impl Application {
@@ -41,7 +42,7 @@ impl Application {
             LoginLimits::new(settings.login_limits),
         );
         let auth = internal_auth::Authenticate::new(settings.security.credential, TokenVerifier::new(&settings.tokens));
-        Ok(Self { listener, metrics, local_addr, service, db, auth })
+        Ok(Self { listener, metrics, local_addr, service, db, auth, grace: settings.shutdown_grace })
     }
 
     /// The address actually bound (the real port when 0 was asked for).
@@ -58,7 +59,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let check = self.db.health_check();
         let server = AuthServiceServer::new(self.service);
-        grpc_channel::serve(self.listener, self.metrics, server, self.auth, check, shutdown)
+        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace };
+        grpc_channel::serve(self.listener, self.metrics, server, options, check, shutdown)
             .await
             .context("auth gRPC server failed")
     }

@@ -27,6 +27,8 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// The internal credential calls must carry.
     pub security: grpc_channel::Security,
+    /// How long calls in flight may take after SIGTERM (`SHUTDOWN_GRACE_SECONDS`).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Settings {
@@ -57,6 +59,7 @@ impl Settings {
                 .unwrap_or_else(|| Url::parse(DEFAULT_AUTH_URL).expect("valid default")),
             tokens: TokenSettings::from_env(secret)?,
             security,
+            shutdown_grace: shutdown::grace_from_env()?,
         })
     }
 }

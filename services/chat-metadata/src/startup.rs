@@ -23,6 +23,7 @@ pub struct Application {
     service: ChatMetadataGrpc,
     db: Db,
     auth: internal_auth::Authenticate,
+    grace: std::time::Duration,
 }
 
 impl Application {
@@ -39,7 +40,7 @@ impl Application {
             settings.security.credential,
             access_token::TokenVerifier::new(&settings.tokens),
         );
-        Ok(Self { listener, metrics, local_addr, service, db, auth })
+        Ok(Self { listener, metrics, local_addr, service, db, auth, grace: settings.shutdown_grace })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -55,7 +56,8 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let check = self.db.health_check();
         let server = ChatMetadataServiceServer::new(self.service);
-        grpc_channel::serve(self.listener, self.metrics, server, self.auth, check, shutdown)
+        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace };
+        grpc_channel::serve(self.listener, self.metrics, server, options, check, shutdown)
             .await
             .context("chat-metadata gRPC server failed")
     }

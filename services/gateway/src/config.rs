@@ -49,6 +49,11 @@ pub struct Settings {
     pub security: grpc_channel::Security,
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`).
     pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// How long the gateway may drain after SIGTERM (`SHUTDOWN_GRACE_SECONDS`).
+    pub shutdown_grace: std::time::Duration,
+    /// How long a stopping gateway keeps serving (not ready, no new sockets)
+    /// before it closes its sockets (`SHUTDOWN_DELAY_SECONDS`, default 0).
+    pub shutdown_delay: std::time::Duration,
 }
 
 impl Settings {
@@ -71,6 +76,8 @@ impl Settings {
             limits: crate::limits::LimitSettings::from_env()?,
             security,
             trusted_proxies: crate::client_addr::TrustedProxies::from_env()?,
+            shutdown_grace: shutdown::grace_from_env()?,
+            shutdown_delay: std::time::Duration::from_secs(env_config::parsed_or("SHUTDOWN_DELAY_SECONDS", 0)?),
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Builds the gateway (router, layers, listener) and serves it until shutdown.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use event_bus::{Bus, Subjects};
 
@@ -76,6 +76,9 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     router: Router,
+    state: AppState,
+    grace: Duration,
+    delay: Duration,
 }
 
 impl Application {
@@ -87,7 +90,14 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on HOST:PORT={}", settings.http_addr))?;
         let local_addr = listener.local_addr()?;
-        Ok(Self { listener, local_addr, router: router(state) })
+        Ok(Self {
+            listener,
+            local_addr,
+            router: router(state.clone()),
+            state,
+            grace: settings.shutdown_grace,
+            delay: settings.shutdown_delay,
+        })
     }
 
     /// The address actually bound (the real port when 0 was asked for).
@@ -95,10 +105,40 @@ impl Application {
         self.local_addr
     }
 
-    /// Serves HTTP until `shutdown` completes, then lets requests in flight finish.
+    /// Serves HTTP until `shutdown` completes, then drains within the grace period:
+    /// `/ready` answers 503 and new sockets are refused at once; after the
+    /// shutdown delay (time for load balancers to notice) every socket is
+    /// closed with 1012 (its user's presence withdrawn as it leaves), the
+    /// other replicas are told this one is gone, and requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr, "gateway listening");
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await.context("gateway server failed")
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(async {
+            let _ = http_stopped.await;
+        });
+        // Its own task: it keeps accepting while this one drains.
+        let mut server = tokio::spawn(server.into_future());
+        tokio::select! {
+            result = &mut server => return result.context("gateway server task failed")?.context("gateway server failed"),
+            () = shutdown => {}
+        }
+        let deadline = tokio::time::Instant::now() + self.grace;
+        self.state.hub.stop_accepting();
+        tracing::info!(grace = ?self.grace, delay = ?self.delay, "draining: not ready, no new sockets");
+        tokio::time::sleep(self.delay.min(self.grace / 2)).await;
+        // The sockets get most of what is left; requests in flight the rest.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tracing::info!("closing sockets with 1012, finishing requests in flight");
+        self.state.hub.drain(left.mul_f64(0.8)).await;
+        let _ = stop_http.send(());
+        match tokio::time::timeout_at(deadline, &mut server).await {
+            Ok(result) => result.context("gateway server task failed")?.context("gateway server failed"),
+            Err(_) => {
+                tracing::warn!("requests still in flight at the end of the grace period; stopping anyway");
+                server.abort();
+                Ok(())
+            }
+        }
     }
 }

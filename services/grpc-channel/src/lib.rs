@@ -138,15 +138,24 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener) -> std::io::Result
     axum::serve(listener, router).await
 }
 
+/// How a gRPC server admits calls and stops.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Every call but a health check must pass it.
+    pub auth: internal_auth::Authenticate,
+    /// How long calls in flight may take once `shutdown` has come.
+    pub grace: Duration,
+}
+
 /// Serves one gRPC service (with `grpc.health.v1`, kept up to date by
 /// `check`, and request metrics) on `listener`, and the process's metrics on
-/// `metrics`, until `shutdown` completes. Every call but a health check must
-/// pass `auth`.
+/// `metrics`, until `shutdown` completes; then reports NOT_SERVING at once,
+/// lets calls in flight finish and stops within the grace period.
 pub async fn serve<S, F, Fut>(
     listener: tokio::net::TcpListener,
     metrics: Option<tokio::net::TcpListener>,
     service: S,
-    auth: internal_auth::Authenticate,
+    options: ServeOptions,
     check: F,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()>
@@ -163,24 +172,44 @@ where
     Fut: Future<Output = bool> + Send,
 {
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let health_task = report_health(reporter, S::NAME, check);
+    let health_task = report_health(reporter.clone(), S::NAME, check);
     tracing::info!(addr = %listener.local_addr()?, service = S::NAME, "gRPC service listening");
     let metrics_task = metrics.map(|metrics| tokio::spawn(serve_metrics(metrics)));
-    let result = tonic::transport::Server::builder()
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let drain = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+        // Health first, so that probes and balancers stop sending calls here.
+        health_task.abort();
+        reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+        reporter.set_service_status(S::NAME, tonic_health::ServingStatus::NotServing).await;
+        tracing::info!(service = S::NAME, "draining: NOT_SERVING, finishing calls in flight");
+    };
+    let grace = options.grace;
+    let out_of_time = async move {
+        let _ = stopped.wait_for(|stopping| *stopping).await;
+        tokio::time::sleep(grace).await;
+    };
+    let server = tonic::transport::Server::builder()
         .trace_fn(|request| {
             let span = tracing::info_span!("grpc", path = %request.uri().path());
             telemetry::propagation::continue_trace(&span, request.headers());
             span
         })
         .layer(metered::MeteredLayer)
-        .layer(auth)
+        .layer(options.auth)
         .add_service(health_service)
         .add_service(service)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
-        .await;
-    health_task.abort();
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), drain);
+    let result = tokio::select! {
+        result = server => result.map_err(anyhow::Error::from),
+        () = out_of_time => {
+            tracing::warn!(service = S::NAME, "calls still in flight at the end of the grace period; stopping anyway");
+            Ok(())
+        }
+    };
     if let Some(task) = metrics_task {
         task.abort();
     }
-    Ok(result?)
+    result
 }

@@ -39,6 +39,8 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// The internal credential calls must carry.
     pub security: grpc_channel::Security,
+    /// How long calls in flight may take after SIGTERM (`SHUTDOWN_GRACE_SECONDS`).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Settings {
@@ -85,6 +87,7 @@ impl Settings {
             )?),
             tokens: TokenSettings::from_env(secret)?,
             security,
+            shutdown_grace: shutdown::grace_from_env()?,
         })
     }
 }

@@ -27,6 +27,7 @@ pub struct Application {
     db: Db,
     contents: Arc<dyn ContentStore>,
     auth: internal_auth::Authenticate,
+    grace: std::time::Duration,
 }
 
 impl Application {
@@ -53,7 +54,7 @@ impl Application {
             settings.security.credential,
             access_token::TokenVerifier::new(&settings.tokens),
         );
-        Ok(Self { listener, metrics, local_addr, service, db, contents, auth })
+        Ok(Self { listener, metrics, local_addr, service, db, contents, auth, grace: settings.shutdown_grace })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -73,7 +74,8 @@ impl Application {
             async move { db.ping().await && contents.ping().await }
         };
         let server = MessageStoreServiceServer::new(self.service);
-        grpc_channel::serve(self.listener, self.metrics, server, self.auth, check, shutdown)
+        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace };
+        grpc_channel::serve(self.listener, self.metrics, server, options, check, shutdown)
             .await
             .context("message-store gRPC server failed")
     }

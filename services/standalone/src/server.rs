@@ -8,22 +8,26 @@ use url::Url;
 
 use crate::config::Settings;
 
-/// How long in-flight work gets after a shutdown signal.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 fn url_of(addr: std::net::SocketAddr) -> anyhow::Result<Url> {
     Ok(Url::parse(&format!("http://{addr}"))?)
 }
 
-/// Runs every service until `shutdown` completes or one of them fails.
+/// A future that completes once `stop` says so.
+fn until(stop: &watch::Sender<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut stopped = stop.subscribe();
+    async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Runs every service until `shutdown` completes or one of them fails. On
+/// shutdown the gateway drains first (sockets closed with 1012, requests in
+/// flight finished, with the services still there to answer them), then the
+/// services stop.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let (stop, stopped) = watch::channel(false);
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }
-    };
+    let (stop_gateway, _) = watch::channel(false);
+    let (stop_services, _) = watch::channel(false);
+    let grace = settings.gateway.shutdown_grace;
     let bus: Arc<dyn event_bus::Bus> = Arc::new(LocalBus::new());
     let events = EventPublisher::new(bus.clone(), settings.subjects.clone());
 
@@ -48,10 +52,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     tracing::info!(url = %format!("http://{address}"), docs = %format!("http://{address}/docs"), "chat server ready");
 
     let tasks: Vec<(&str, JoinHandle<anyhow::Result<()>>)> = vec![
-        ("auth", tokio::spawn(auth.run_until_stopped(until_stopped()))),
-        ("chat-metadata", tokio::spawn(metadata.run_until_stopped(until_stopped()))),
-        ("message-store", tokio::spawn(messages.run_until_stopped(until_stopped()))),
-        ("gateway", tokio::spawn(gateway.run_until_stopped(until_stopped()))),
+        ("gateway", tokio::spawn(gateway.run_until_stopped(until(&stop_gateway)))),
+        ("auth", tokio::spawn(auth.run_until_stopped(until(&stop_services)))),
+        ("chat-metadata", tokio::spawn(metadata.run_until_stopped(until(&stop_services)))),
+        ("message-store", tokio::spawn(messages.run_until_stopped(until(&stop_services)))),
     ];
     let (names, mut handles): (Vec<_>, Vec<_>) = tasks.into_iter().unzip();
     let outcome = tokio::select! {
@@ -60,11 +64,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
             Err(anyhow::anyhow!("the {} service stopped: {done:?}", names[index]))
         }
     };
-    let _ = stop.send(true);
-    // Let requests in flight finish, within reason.
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, futures::future::join_all(handles)).await;
-    if drained.is_err() {
-        tracing::warn!("services did not stop within {DRAIN_TIMEOUT:?}");
+    let deadline = tokio::time::Instant::now() + grace + std::time::Duration::from_secs(1);
+    let _ = stop_gateway.send(true);
+    let mut handles = handles.into_iter();
+    if let Some(gateway) = handles.next() {
+        let _ = tokio::time::timeout_at(deadline, gateway).await;
+    }
+    let _ = stop_services.send(true);
+    if tokio::time::timeout_at(deadline, futures::future::join_all(handles)).await.is_err() {
+        tracing::warn!("services did not stop within {grace:?}");
     }
     outcome
 }

@@ -199,6 +199,92 @@ async fn clients_of_a_killed_replica_resume_on_the_other_exactly_once() {
 }
 
 #[tokio::test]
+async fn a_replica_stopped_with_sigterm_closes_its_sockets_with_1012_withdraws_presence_at_once_and_loses_nothing() {
+    let app = spawn_deployment().await;
+    let survivor = app.base_url.clone();
+    let mut leaving = app.gateway_process("leaving");
+    leaving.ready().await;
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let chat_id = group(&app, &survivor, &alice, &[&bob]).await;
+    let mut watcher = ChatSocket::connect_ready(&survivor, chat_id, &alice.token, None).await.unwrap();
+    let mut socket = ChatSocket::connect_ready(&leaving.base_url, chat_id, &bob.token, None).await.unwrap();
+    assert_eq!(watcher.expect("user_joined", WAIT).await.unwrap()["user_id"], bob.id);
+
+    const TOTAL: usize = 40;
+    let sender = send_paced(&app, &survivor, &alice, chat_id, TOTAL, Duration::from_millis(20));
+    let client = async {
+        let mut received: Vec<(i64, i64)> = Vec::new();
+        let mut closed_with = None;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while received.len() < TOTAL && tokio::time::Instant::now() < deadline {
+            if received.len() == 10 && closed_with.is_none() {
+                leaving.terminate();
+            }
+            match socket.expect("new_message", WAIT).await {
+                Ok(frame) => {
+                    received.push((frame["message"]["id"].as_i64().unwrap(), frame["message"]["seq"].as_i64().unwrap()))
+                }
+                Err(Some(closed)) => {
+                    assert!(closed_with.is_none(), "closed twice");
+                    closed_with = Some(closed);
+                    let after = received.last().map_or(0, |(id, _)| *id);
+                    socket = ChatSocket::connect_ready(&survivor, chat_id, &bob.token, Some(after)).await.unwrap();
+                }
+                Err(None) => break,
+            }
+        }
+        (closed_with, received)
+    };
+    let presence = async {
+        // The replica says goodbye: its user is offline long before heartbeats would time out (7 s).
+        let started = tokio::time::Instant::now();
+        let left = watcher.expect("user_left", Duration::from_secs(30)).await.expect("user_left");
+        (left, started.elapsed())
+    };
+    let (_, (closed_with, received), (left, waited)) = tokio::join!(sender, client, presence);
+    assert!(waited < Duration::from_secs(5), "user_left after {waited:?}: the goodbye, not the 7 s heartbeat timeout");
+    assert_eq!(closed_with, Some(Closed::Code(1012)), "a close frame saying 'service restart'");
+    assert_exactly_once_in_order(&received, TOTAL, "the resumed client");
+    assert_eq!(left["user_id"], bob.id);
+    assert_eq!(leaving.exited(Duration::from_secs(12)).await, Some(Some(0)), "it exits by itself, cleanly");
+}
+
+#[tokio::test]
+async fn a_draining_replica_is_not_ready_and_refuses_new_sockets_while_it_finishes_a_request() {
+    let app = spawn_deployment().await;
+    let leaving = app.gateway_process_with("draining", &[("SHUTDOWN_DELAY_SECONDS", "2")]);
+    leaving.ready().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let chat_id = group(&app, &app.base_url, &alice, &[&bob]).await;
+    let mut open = ChatSocket::connect_ready(&leaving.base_url, chat_id, &bob.token, None).await.unwrap();
+    let ready = || app.http.get(format!("{}/ready", leaving.base_url)).send();
+    assert_eq!(ready().await.unwrap().status(), 200);
+    leaving.terminate();
+    let mut saw_draining = false;
+    for _ in 0..40 {
+        match ready().await {
+            Ok(response) if response.status() == 503 => {
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["status"], "draining");
+                saw_draining = true;
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            Err(_) => break,
+        }
+    }
+    assert!(saw_draining, "/ready said 503 while draining");
+    if let Ok(refused) = ChatSocket::connect(&leaving.base_url, chat_id, &alice.token, None).await {
+        panic!("a new socket was accepted while draining (chat {})", refused.chat_id);
+    }
+    // REST still works during the delay, and the open socket still gets messages until its 1012.
+    send(&app, &leaving.base_url, &alice, chat_id, "still here").await;
+    assert_eq!(open.expect("new_message", WAIT).await.unwrap()["message"]["content"], "still here");
+    assert_eq!(open.expect("new_message", WAIT).await.unwrap_err(), Some(Closed::Code(1012)));
+}
+
+#[tokio::test]
 async fn a_killed_replicas_users_go_offline_within_seconds() {
     let app = spawn_deployment().await;
     let survivor = app.base_url.clone();

@@ -32,7 +32,7 @@ pub async fn root() -> Json<Root> {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` when a dependency fails its check.
+    /// `ok`, `degraded` when a dependency fails its check, or `draining` (`/ready` of a replica shutting down).
     #[schema(example = "ok")]
     pub status: &'static str,
     /// Each dependency: `ok` or `unavailable`.
@@ -68,10 +68,13 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     get, path = "/ready", tag = "system",
     responses(
         (status = 200, description = "Ready to serve", body = Health),
-        (status = 503, description = "A dependency fails its check", body = Health),
+        (status = 503, description = "A dependency fails its check, or the replica is shutting down (status `draining`)", body = Health),
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    if state.hub.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "draining", checks: BTreeMap::new() }));
+    }
     check(&state).await
 }
 

@@ -15,7 +15,7 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU16, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -66,6 +66,10 @@ const QUERY_WAIT: Duration = Duration::from_millis(500);
 /// Close codes.
 pub const CLOSE_NOT_PARTICIPANT: u16 = 4403;
 pub const CLOSE_TOO_SLOW: u16 = 1013;
+/// The replica is shutting down: reconnect (to another replica) and resume with `after`.
+pub const CLOSE_RESTART: u16 = 1012;
+/// How often a draining hub looks whether its sockets are gone.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// A frame serialized once for every socket.
 #[derive(Debug)]
@@ -177,6 +181,8 @@ struct Inner {
     /// Other replicas: their last heartbeat's connection count and when it came.
     replicas: Mutex<HashMap<String, (i64, Instant)>>,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// Set once the replica is shutting down: no socket joins any more.
+    draining: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -326,6 +332,7 @@ impl Hub {
                 next_socket: AtomicU64::new(1),
                 replicas: Mutex::new(HashMap::new()),
                 background: Mutex::new(Vec::new()),
+                draining: AtomicBool::new(false),
             }),
         };
         let heartbeats = hub.inner.bus.subscribe(hub.inner.subjects.heartbeat()).await?;
@@ -373,7 +380,57 @@ impl Hub {
             room.set_presence(user_id, &self.inner.replica, true, at_ms);
             self.inner.publish_presence(chat_id, user_id, true, at_ms).await;
         }
+        // A socket that joined while `drain` went through the rooms is closed like the others.
+        if self.inner.draining.load(Ordering::SeqCst) {
+            close.close(CLOSE_RESTART);
+        }
         Ok(Registration { socket_id, queue, close })
+    }
+
+    /// Whether the replica is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    /// From now on no socket joins (a socket joining meanwhile is closed with [`CLOSE_RESTART`]).
+    pub fn stop_accepting(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Shuts the hub down: closes every socket with [`CLOSE_RESTART`] (and any
+    /// that joins later), waits up to `within` for them to leave — each
+    /// departure withdraws its user's presence as usual — then tells the other
+    /// replicas that this one is gone, so they drop it at once instead of
+    /// after [`REPLICA_TIMEOUT`].
+    pub async fn drain(&self, within: Duration) {
+        self.stop_accepting();
+        {
+            let rooms = self.inner.rooms.lock().await;
+            for room in rooms.values() {
+                for handle in lock(&room.sockets).values() {
+                    handle.close.close(CLOSE_RESTART);
+                }
+            }
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            let open = self.local_stats().await.connections;
+            if open == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(open, "sockets still open at the end of the drain");
+                break;
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        for task in std::mem::take(&mut *lock(&self.inner.background)) {
+            task.abort();
+        }
+        let goodbye =
+            ReplicaHeartbeat { replica: self.inner.replica.clone(), connections: 0, at_ms: now_ms(), stopping: true };
+        self.inner.publish(self.inner.subjects.heartbeat(), goodbye.encode_to_vec()).await;
+        let _ = self.inner.bus.flush().await;
     }
 
     /// Subscribes a new room to the chat's subjects, takes its baseline and starts its loop.
@@ -479,8 +536,25 @@ impl Inner {
             let rooms = self.rooms.lock().await;
             rooms.values().map(|room| lock(&room.sockets).len() as i64).sum()
         };
-        let beat = ReplicaHeartbeat { replica: self.replica.clone(), connections, at_ms: now_ms() };
+        let beat = ReplicaHeartbeat { replica: self.replica.clone(), connections, at_ms: now_ms(), stopping: false };
         self.publish(self.subjects.heartbeat(), beat.encode_to_vec()).await;
+    }
+
+    /// Takes these replicas' users offline in every room here.
+    async fn forget(&self, replicas: &[String]) {
+        if replicas.is_empty() {
+            return;
+        }
+        let rooms: Vec<Arc<Room>> = self.rooms.lock().await.values().cloned().collect();
+        for replica in replicas {
+            for room in &rooms {
+                let users: Vec<i64> =
+                    lock(&room.presence).iter().filter(|(_, on)| on.contains(replica)).map(|(user, _)| *user).collect();
+                for user in users {
+                    room.set_presence(user, replica, false, now_ms());
+                }
+            }
+        }
     }
 
     async fn publish_presence(&self, chat_id: i64, user_id: i64, online: bool, at_ms: i64) {
@@ -750,6 +824,12 @@ async fn heartbeat_loop(hub: std::sync::Weak<Inner>, mut heartbeats: Subscriptio
                 if heartbeat.replica == inner.replica {
                     continue;
                 }
+                if heartbeat.stopping {
+                    lock(&inner.replicas).remove(&heartbeat.replica);
+                    tracing::info!(replica = heartbeat.replica, "a gateway replica is shutting down; its users are offline");
+                    inner.forget(&[heartbeat.replica]).await;
+                    continue;
+                }
                 let known = lock(&inner.replicas).insert(heartbeat.replica.clone(), (heartbeat.connections, Instant::now())).is_some();
                 if !known {
                     // A replica new to us: tell it about us at once.
@@ -768,18 +848,10 @@ async fn heartbeat_loop(hub: std::sync::Weak<Inner>, mut heartbeats: Subscriptio
                     }
                     gone
                 };
-                if !gone.is_empty() {
-                    let rooms: Vec<Arc<Room>> = inner.rooms.lock().await.values().cloned().collect();
-                    for replica in gone {
-                        tracing::warn!(replica, "a gateway replica is gone; its users are offline");
-                        for room in &rooms {
-                            let users: Vec<i64> = lock(&room.presence).iter().filter(|(_, on)| on.contains(&replica)).map(|(user, _)| *user).collect();
-                            for user in users {
-                                room.set_presence(user, &replica, false, now_ms());
-                            }
-                        }
-                    }
+                for replica in &gone {
+                    tracing::warn!(replica, "a gateway replica is gone; its users are offline");
                 }
+                inner.forget(&gone).await;
             }
         }
     }

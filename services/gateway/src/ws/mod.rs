@@ -57,6 +57,9 @@ pub async fn connect(
             return ApiError::BadRequest(format!("a WebSocket upgrade is expected: {rejection}")).into_response();
         }
     };
+    if state.hub.is_draining() {
+        return ApiError::Unavailable("this gateway replica (it is shutting down)").into_response();
+    }
     let query: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
     let (token, as_subprotocol) = token_of(&query, &headers);

@@ -12,7 +12,7 @@ use futures::{
 
 use super::{
     frames::{ClientFrame, ErrorCode, FrameError, ServerFrame, parse_client_frame},
-    hub::{Outbound, Queued, Registration},
+    hub::{CLOSE_RESTART, Outbound, Queued, Registration},
 };
 use crate::{
     error::ApiError,
@@ -239,6 +239,7 @@ async fn run(
 fn why_closed(code: Option<u16>) -> (u16, &'static str) {
     match code {
         Some(CLOSE_FORBIDDEN) => (CLOSE_FORBIDDEN, "no longer a participant"),
+        Some(CLOSE_RESTART) => (CLOSE_RESTART, "service restart: reconnect with after="),
         Some(code) => (code, "too slow: the client could not keep up"),
         None => (CLOSE_INTERNAL, "room closed"),
     }
