@@ -54,6 +54,61 @@ pub struct Settings {
     /// How long a stopping gateway keeps serving (not ready, no new sockets)
     /// before it closes its sockets (`SHUTDOWN_DELAY_SECONDS`, default 0).
     pub shutdown_delay: std::time::Duration,
+    /// WebSocket keep-alive and origins.
+    pub ws: WsSettings,
+    /// `HTTP_HEADER_TIMEOUT_SECONDS` (default 10): how long a client may take to send a request's headers.
+    pub header_timeout: std::time::Duration,
+    /// `HTTP_REQUEST_TIMEOUT_SECONDS` (default 30): how long a request may take before it is answered 408.
+    pub request_timeout: std::time::Duration,
+}
+
+/// How WebSockets are kept alive, and who may open them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsSettings {
+    /// `WS_PING_SECONDS` (default 30): how often the server pings a socket.
+    pub ping_every: std::time::Duration,
+    /// `WS_PONG_TIMEOUT_SECONDS` (default 60): a socket the server has heard
+    /// nothing from (no pong, no frame) for this long is closed with 4408.
+    pub pong_timeout: std::time::Duration,
+    /// `ALLOWED_ORIGINS` (comma-separated, e.g. `https://app.example.com`):
+    /// an upgrade whose `Origin` is not listed gets 403. Unset: any origin.
+    /// Requests without an `Origin` (not from a browser) are not affected.
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+impl WsSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let ping: u64 = env_config::parsed_or("WS_PING_SECONDS", 30)?;
+        let pong: u64 = env_config::parsed_or("WS_PONG_TIMEOUT_SECONDS", 60)?;
+        if ping == 0 {
+            return Err(ConfigError::invalid("WS_PING_SECONDS", "0", "expected at least 1 second"));
+        }
+        if pong < ping {
+            return Err(ConfigError::invalid(
+                "WS_PONG_TIMEOUT_SECONDS",
+                &pong.to_string(),
+                "must be at least WS_PING_SECONDS",
+            ));
+        }
+        let allowed_origins = env_config::string("ALLOWED_ORIGINS").map(|value| {
+            value
+                .split(',')
+                .map(|origin| origin.trim().trim_end_matches('/').to_ascii_lowercase())
+                .filter(|origin| !origin.is_empty())
+                .collect()
+        });
+        Ok(Self {
+            ping_every: std::time::Duration::from_secs(ping),
+            pong_timeout: std::time::Duration::from_secs(pong),
+            allowed_origins,
+        })
+    }
+
+    /// Whether a browser at `origin` may open a socket.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        self.allowed_origins.as_ref().is_none_or(|allowed| allowed.iter().any(|one| *one == origin || one == "*"))
+    }
 }
 
 impl Settings {
@@ -78,11 +133,49 @@ impl Settings {
             trusted_proxies: crate::client_addr::TrustedProxies::from_env()?,
             shutdown_grace: shutdown::grace_from_env()?,
             shutdown_delay: std::time::Duration::from_secs(env_config::parsed_or("SHUTDOWN_DELAY_SECONDS", 0)?),
+            ws: WsSettings::from_env()?,
+            header_timeout: seconds_at_least_1("HTTP_HEADER_TIMEOUT_SECONDS", 10)?,
+            request_timeout: seconds_at_least_1("HTTP_REQUEST_TIMEOUT_SECONDS", 30)?,
         })
     }
+}
+
+fn seconds_at_least_1(variable: &str, default: u64) -> Result<std::time::Duration, ConfigError> {
+    let seconds: u64 = env_config::parsed_or(variable, default)?;
+    if seconds == 0 {
+        return Err(ConfigError::invalid(variable, "0", "expected at least 1 second"));
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 fn default_replica_name() -> String {
     let host = env_config::string("HOSTNAME").unwrap_or_else(|| "gateway".into());
     format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_matched_exactly_but_for_case_and_a_trailing_slash() {
+        let ws = WsSettings {
+            ping_every: std::time::Duration::from_secs(30),
+            pong_timeout: std::time::Duration::from_secs(60),
+            allowed_origins: Some(vec!["https://app.example.com".into()]),
+        };
+        let cases = [
+            ("https://app.example.com", true),
+            ("HTTPS://App.Example.com/", true),
+            ("http://app.example.com", false),
+            ("https://app.example.com.evil.io", false),
+            ("https://evil.io", false),
+            ("null", false),
+        ];
+        for (origin, allowed) in cases {
+            assert_eq!(ws.allows_origin(origin), allowed, "{origin}");
+        }
+        assert!(WsSettings { allowed_origins: None, ..ws.clone() }.allows_origin("https://anything.io"));
+        assert!(WsSettings { allowed_origins: Some(vec!["*".into()]), ..ws }.allows_origin("https://anything.io"));
+    }
 }

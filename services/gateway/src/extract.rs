@@ -3,10 +3,11 @@
 //! the body limit), and the caller's access token (401).
 
 use axum::{
-    body::Bytes,
     extract::{FromRequest, FromRequestParts, Path, Request},
-    http::{StatusCode, header, request::Parts},
+    http::{header, request::Parts},
 };
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 
 use crate::{error::ApiError, state::AppState};
@@ -47,15 +48,43 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// Reads the whole body, within [`MAX_BODY_BYTES`].
-pub async fn body_bytes(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
-        } else {
-            ApiError::BadRequest(rejection.body_text())
+/// How much of an oversized body is still read (and dropped) before the 413.
+const DRAIN_LIMIT_BYTES: usize = 1024 * 1024;
+/// How long an oversized body is drained at most.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads the whole body, within [`MAX_BODY_BYTES`] — with a `Content-Length`
+/// or chunked alike. Past the limit the rest of the body is read and dropped
+/// (up to [`DRAIN_LIMIT_BYTES`], for up to [`DRAIN_TIME`]) before the 413 goes
+/// out: a server that answers and closes while the client is still sending
+/// resets the connection, and the client never reads the answer.
+pub async fn body_bytes(request: Request, _state: &AppState) -> Result<Bytes, ApiError> {
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    let mut body = request.into_body().into_data_stream();
+    let too_large = ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES };
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES + DRAIN_LIMIT_BYTES) {
+        return Err(too_large);
+    }
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|error| ApiError::BadRequest(format!("cannot read the body: {error}")))?;
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            let mut drained = bytes.len() + chunk.len();
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while drained <= MAX_BODY_BYTES + DRAIN_LIMIT_BYTES {
+                    match body.next().await {
+                        Some(Ok(chunk)) => drained += chunk.len(),
+                        _ => break,
+                    }
+                }
+            })
+            .await;
+            return Err(too_large);
         }
-    })
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.freeze())
 }
 
 /// A JSON body. The content type is not insisted on: the body must be JSON either way.

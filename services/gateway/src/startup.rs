@@ -12,7 +12,7 @@ use axum::{
     routing::{get, post, put},
 };
 use tokio::net::TcpListener;
-use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer, trace::TraceLayer};
 
 use crate::{
     config::Settings,
@@ -25,8 +25,9 @@ use crate::{
     ws,
 };
 
-/// The whole HTTP surface of the gateway.
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP surface of the gateway; a request not answered within
+/// `request_timeout` gets 408.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/api/v1/info", get(system::info))
         .route("/api/v1/users/register", post(users::register))
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("not found".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
@@ -79,6 +81,7 @@ pub struct Application {
     state: AppState,
     grace: Duration,
     delay: Duration,
+    header_timeout: Duration,
 }
 
 impl Application {
@@ -93,10 +96,11 @@ impl Application {
         Ok(Self {
             listener,
             local_addr,
-            router: router(state.clone()),
+            router: router(state.clone(), settings.request_timeout),
             state,
             grace: settings.shutdown_grace,
             delay: settings.shutdown_delay,
+            header_timeout: settings.header_timeout,
         })
     }
 
@@ -113,14 +117,13 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr, "gateway listening");
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, service).with_graceful_shutdown(async {
+        let server = crate::http_server::serve(self.listener, self.router, self.header_timeout, async {
             let _ = http_stopped.await;
         });
         // Its own task: it keeps accepting while this one drains.
-        let mut server = tokio::spawn(server.into_future());
+        let mut server = tokio::spawn(server);
         tokio::select! {
-            result = &mut server => return result.context("gateway server task failed")?.context("gateway server failed"),
+            result = &mut server => return result.context("gateway server task failed"),
             () = shutdown => {}
         }
         let deadline = tokio::time::Instant::now() + self.grace;
@@ -133,7 +136,7 @@ impl Application {
         self.state.hub.drain(left.mul_f64(0.8)).await;
         let _ = stop_http.send(());
         match tokio::time::timeout_at(deadline, &mut server).await {
-            Ok(result) => result.context("gateway server task failed")?.context("gateway server failed"),
+            Ok(result) => result.context("gateway server task failed"),
             Err(_) => {
                 tracing::warn!("requests still in flight at the end of the grace period; stopping anyway");
                 server.abort();

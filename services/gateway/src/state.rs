@@ -13,7 +13,13 @@ use event_bus::{Bus, Subjects};
 
 use chat_proto::metadata::CheckMembershipRequest;
 
-use crate::{client_addr::TrustedProxies, config::Settings, error::ApiError, limits::Limits, ws::hub::Hub};
+use crate::{
+    client_addr::TrustedProxies,
+    config::{Settings, WsSettings},
+    error::ApiError,
+    limits::Limits,
+    ws::hub::Hub,
+};
 
 /// What every handler and socket shares, behind one `Arc`: cloning it (axum
 /// does, per request; each WebSocket task holds one) costs a reference count,
@@ -36,6 +42,7 @@ pub struct Services {
     channels: [(&'static str, GrpcChannel); 3],
     pub verifier: TokenVerifier,
     pub hub: Hub,
+    pub ws: WsSettings,
     pub limits: Limits,
     pub trusted_proxies: TrustedProxies,
 }
@@ -57,6 +64,7 @@ impl AppState {
             messages: MessageStoreServiceClient::new(messages.clone()),
             channels: [("auth", auth), ("chat_metadata", metadata), ("message_store", messages)],
             verifier: TokenVerifier::new(&settings.tokens),
+            ws: settings.ws.clone(),
             limits: Limits::new(settings.limits),
             trusted_proxies: settings.trusted_proxies.clone(),
         })))

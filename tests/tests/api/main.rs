@@ -4,6 +4,7 @@
 
 mod chats;
 mod errors;
+mod hygiene;
 mod limits;
 mod messages;
 mod system;

@@ -75,6 +75,7 @@ async fn auth_down_is_503_and_the_gateway_recovers_when_it_comes_back() {
 
     let health = http.get(format!("{gateway}/health")).send().await.unwrap();
     assert_eq!(health.status(), 503);
+    assert_eq!(health.headers()["retry-after"], "1", "every 503 says when to retry");
     let body: Value = health.json().await.unwrap();
     assert_eq!(body["status"], "degraded");
     assert_eq!(body["checks"]["auth"], "unavailable");

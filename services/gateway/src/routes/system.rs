@@ -2,7 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -39,7 +44,16 @@ pub struct Health {
     pub checks: BTreeMap<&'static str, &'static str>,
 }
 
-async fn check(state: &AppState) -> (StatusCode, Json<Health>) {
+/// A health answer; a 503 says when to ask again (`Retry-After`), like every 503 here.
+fn answer(status: StatusCode, health: Health) -> Response {
+    let mut response = (status, Json(health)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+async fn check(state: &AppState) -> Response {
     let checks: BTreeMap<_, _> = state
         .dependency_checks()
         .await
@@ -48,7 +62,7 @@ async fn check(state: &AppState) -> (StatusCode, Json<Health>) {
         .collect();
     let healthy = checks.values().all(|state| *state == "ok");
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Health { status: if healthy { "ok" } else { "degraded" }, checks }))
+    answer(status, Health { status: if healthy { "ok" } else { "degraded" }, checks })
 }
 
 /// Whether the gateway and the services it depends on are up.
@@ -59,7 +73,7 @@ async fn check(state: &AppState) -> (StatusCode, Json<Health>) {
         (status = 503, description = "A dependency fails its check", body = Health),
     )
 )]
-pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+pub async fn health(State(state): State<AppState>) -> Response {
     check(&state).await
 }
 
@@ -71,9 +85,9 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         (status = 503, description = "A dependency fails its check, or the replica is shutting down (status `draining`)", body = Health),
     )
 )]
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+pub async fn ready(State(state): State<AppState>) -> Response {
     if state.hub.is_draining() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "draining", checks: BTreeMap::new() }));
+        return answer(StatusCode::SERVICE_UNAVAILABLE, Health { status: "draining", checks: BTreeMap::new() });
     }
     check(&state).await
 }

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use crate::{
     error::{ApiError, ErrorBody},
-    extract::{AppPath, AuthUser, MAX_BODY_BYTES, bearer_token},
+    extract::{AppPath, AuthUser, bearer_token},
     state::AppState,
 };
 
@@ -57,6 +57,13 @@ pub async fn connect(
             return ApiError::BadRequest(format!("a WebSocket upgrade is expected: {rejection}")).into_response();
         }
     };
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|origin| state.ws.allows_origin(origin));
+        if !allowed {
+            return ApiError::Forbidden("this origin may not open a WebSocket (ALLOWED_ORIGINS)".into())
+                .into_response();
+        }
+    }
     if state.hub.is_draining() {
         return ApiError::Unavailable("this gateway replica (it is shutting down)").into_response();
     }
@@ -67,8 +74,8 @@ pub async fn connect(
     let request = socket::ConnectRequest { chat_id, token, after };
     let upgrade = if as_subprotocol { upgrade.protocols(["bearer"]) } else { upgrade };
     upgrade
-        .max_message_size(MAX_BODY_BYTES)
-        .max_frame_size(MAX_BODY_BYTES)
+        .max_message_size(socket::READ_LIMIT_BYTES)
+        .max_frame_size(socket::READ_LIMIT_BYTES)
         .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |ws| socket::serve(ws, state, request))

@@ -23,8 +23,15 @@ use crate::{
     state::AppState,
 };
 
-/// How often an idle connection is pinged.
-const PING_EVERY: Duration = Duration::from_secs(30);
+/// The largest frame served, in bytes (API.md: 64 KiB; larger ones close the socket with 1009).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// The largest frame read at all: frames between [`MAX_FRAME_BYTES`] and this
+/// are read whole and answered with a readable 1009; beyond it the reader
+/// gives up mid-frame (the 1009 is still sent, the rest may be cut short).
+pub const READ_LIMIT_BYTES: usize = 1024 * 1024;
+/// How long a closing socket waits for the client's close frame (the close
+/// handshake), reading and discarding what it still sends.
+const LINGER: Duration = Duration::from_secs(2);
 /// A socket's typing starts go to the bus at most this often (receivers keep
 /// a start for 10 s, so a client repeating it every few seconds stays "typing").
 pub const TYPING_REPEAT: Duration = Duration::from_secs(2);
@@ -36,6 +43,8 @@ pub const CLOSE_TRY_AGAIN: u16 = 1013;
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub const CLOSE_FORBIDDEN: u16 = 4403;
 pub const CLOSE_NOT_FOUND: u16 = 4404;
+/// A client that answered no ping within the pong deadline (the connection looks dead).
+pub const CLOSE_NO_PONG: u16 = 4408;
 
 /// What the upgrade request carried.
 #[derive(Debug)]
@@ -120,7 +129,23 @@ async fn serve_split(mut sink: Sink, mut stream: SplitStream<WebSocket>, state: 
     METRICS.ws_connections.dec();
     if let Some((code, reason)) = outcome {
         Box::pin(close(&mut sink, code, reason)).await;
+        Box::pin(linger(&mut stream)).await;
     }
+}
+
+/// After the server's close frame: reads (and drops) what the client still
+/// sends until its close frame, for at most [`LINGER`] — closing the TCP
+/// stream with unread data in it would reset the connection, and the client
+/// would never read the close frame.
+async fn linger(stream: &mut SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, WsMessage::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Replays the messages after `after`; the id of the last one sent.
@@ -176,7 +201,10 @@ async fn run(
     let expires_in = Duration::from_secs(u64::try_from(caller.expires_at - event_bus::now_ms() / 1000).unwrap_or(0));
     let expiry = tokio::time::sleep(expires_in);
     tokio::pin!(expiry);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    let (ping_every, pong_timeout) = (state.ws.ping_every, state.ws.pong_timeout);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+    // Anything from the client (a pong above all) shows the connection is alive.
+    let mut last_heard = tokio::time::Instant::now();
     let mut typing_since = None;
     loop {
         tokio::select! {
@@ -201,7 +229,14 @@ async fn run(
                 return Some(why_closed(Some(code)));
             }
             incoming = stream.next() => {
+                last_heard = tokio::time::Instant::now();
                 match incoming {
+                    Some(Ok(WsMessage::Text(text))) if text.len() > MAX_FRAME_BYTES => {
+                        return Some((CLOSE_TOO_BIG, "frame larger than 64 KiB"));
+                    }
+                    Some(Ok(WsMessage::Binary(data))) if data.len() > MAX_FRAME_BYTES => {
+                        return Some((CLOSE_TOO_BIG, "frame larger than 64 KiB"));
+                    }
                     Some(Ok(WsMessage::Text(text))) => {
                         let reply = Box::pin(handle(state, caller, chat_id, text.as_str(), &mut typing_since)).await;
                         if let Some(reply) = reply {
@@ -226,6 +261,9 @@ async fn run(
                 }
             }
             _ = ping.tick() => {
+                if last_heard.elapsed() > pong_timeout {
+                    return Some((CLOSE_NO_PONG, "no pong within the deadline"));
+                }
                 if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
                     return None;
                 }
