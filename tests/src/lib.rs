@@ -36,7 +36,8 @@ pub fn as_user<T>(user_id: i64, message: T) -> tonic::Request<T> {
         algorithm: access_token::Algorithm::HS256,
         ttl: std::time::Duration::from_secs(600),
     };
-    let token = access_token::TokenIssuer::new(&settings).issue(user_id, &format!("user{user_id}")).expect("a token");
+    let token =
+        access_token::TokenIssuer::new(&settings).issue(user_id, &format!("user{user_id}"), 0).expect("a token");
     internal_auth::UserToken::new(&token).expect("a token travels as metadata").request(message)
 }
 

@@ -1,10 +1,20 @@
 //! Issues and verifies the chat services' JWT access tokens.
 //!
 //! The algorithm is pinned (an HMAC one, from `ALGORITHM`, default HS256);
-//! `exp`, `iat`, `sub`, `iss` and `aud` are required and checked. Keys are
-//! built once, at start-up.
+//! `exp`, `iat`, `sub`, `iss` and `aud` are required and checked, and an
+//! `iat` in the future (beyond the 5 s leeway) is refused. Keys are built
+//! once, at start-up.
+//!
+//! **Revocation.** A token carries its user's token version (`ver`) at
+//! issue; changing the password moves the version up. A verifier with
+//! [`TokenVersions`] refuses a token older than what it knows of its user:
+//! one signature check and one hash lookup, no call to anyone.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashMap,
+    sync::{Arc, PoisonError, RwLock},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use env_config::ConfigError;
 pub use jsonwebtoken::Algorithm;
@@ -30,6 +40,9 @@ pub struct Claims {
     pub exp: i64,
     pub iss: String,
     pub aud: String,
+    /// The user's token version when the token was issued (absent: 0).
+    #[serde(default)]
+    pub ver: i64,
 }
 
 /// A token that passed verification.
@@ -39,6 +52,44 @@ pub struct VerifiedToken {
     pub username: String,
     /// Seconds since the Unix epoch.
     pub expires_at: i64,
+    /// The user's token version it was issued at.
+    pub version: i64,
+}
+
+/// The lowest token version still valid, per user, for the users whose
+/// version moved (a password change) within a token's lifetime. Shared by
+/// clones; fed by whoever learns of a change.
+#[derive(Debug, Clone, Default)]
+pub struct TokenVersions(Arc<RwLock<HashMap<i64, (i64, i64)>>>);
+
+impl TokenVersions {
+    /// Tokens of `user_id` issued at a version below `version` are refused
+    /// from now on (`at_ms`: when it changed, for [`Self::forget_before`]).
+    pub fn raise(&self, user_id: i64, version: i64, at_ms: i64) {
+        let mut versions = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = versions.entry(user_id).or_insert((version, at_ms));
+        if version >= entry.0 {
+            *entry = (version, entry.1.max(at_ms));
+        }
+    }
+
+    /// The lowest valid version of the user's tokens (0: every one).
+    pub fn current(&self, user_id: i64) -> i64 {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).get(&user_id).map_or(0, |(version, _)| *version)
+    }
+
+    /// Drops what changed before `at_ms`: tokens issued before then have expired.
+    pub fn forget_before(&self, at_ms: i64) {
+        self.0.write().unwrap_or_else(PoisonError::into_inner).retain(|_, (_, changed)| *changed >= at_ms);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +98,8 @@ pub enum TokenError {
     Expired,
     #[error("the token is invalid")]
     Invalid,
+    #[error("the token was revoked (the password changed since); log in again")]
+    Revoked,
     #[error("cannot sign the token: {0}")]
     Signing(String),
 }
@@ -140,8 +193,8 @@ impl TokenIssuer {
         self.ttl.as_secs() as i64
     }
 
-    /// A token for this user, valid from now for the configured lifetime.
-    pub fn issue(&self, user_id: i64, username: &str) -> Result<String, TokenError> {
+    /// A token for this user at their token `version`, valid from now for the configured lifetime.
+    pub fn issue(&self, user_id: i64, username: &str, version: i64) -> Result<String, TokenError> {
         let iat = now_s();
         let claims = Claims {
             sub: user_id.to_string(),
@@ -150,16 +203,21 @@ impl TokenIssuer {
             exp: iat + self.ttl_seconds(),
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
+            ver: version,
         };
         jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|error| TokenError::Signing(error.to_string()))
     }
 }
+
+/// How far in the future an `iat` may be (clock skew between services).
+const LEEWAY_S: i64 = 5;
 
 /// Checks access tokens.
 #[derive(Clone)]
 pub struct TokenVerifier {
     key: DecodingKey,
     validation: Validation,
+    versions: TokenVersions,
 }
 
 impl TokenVerifier {
@@ -168,8 +226,23 @@ impl TokenVerifier {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
-        validation.leeway = 5;
-        Self { key: DecodingKey::from_secret(settings.secret.expose_secret().as_bytes()), validation }
+        validation.leeway = LEEWAY_S as u64;
+        Self {
+            key: DecodingKey::from_secret(settings.secret.expose_secret().as_bytes()),
+            validation,
+            versions: TokenVersions::default(),
+        }
+    }
+
+    /// A verifier that also refuses tokens older than `versions` knows of their user.
+    pub fn with_versions(mut self, versions: TokenVersions) -> Self {
+        self.versions = versions;
+        self
+    }
+
+    /// The versions this verifier checks against.
+    pub fn versions(&self) -> &TokenVersions {
+        &self.versions
     }
 
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
@@ -178,8 +251,15 @@ impl TokenVerifier {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
             })?;
-        let user_id = data.claims.sub.parse::<i64>().ok().filter(|id| *id > 0).ok_or(TokenError::Invalid)?;
-        Ok(VerifiedToken { user_id, username: data.claims.username, expires_at: data.claims.exp })
+        let claims = data.claims;
+        let user_id = claims.sub.parse::<i64>().ok().filter(|id| *id > 0).ok_or(TokenError::Invalid)?;
+        if claims.iat > now_s() + LEEWAY_S {
+            return Err(TokenError::Invalid);
+        }
+        if claims.ver < self.versions.current(user_id) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(VerifiedToken { user_id, username: claims.username, expires_at: claims.exp, version: claims.ver })
     }
 }
 
@@ -196,7 +276,7 @@ mod tests {
     #[test]
     fn an_issued_token_verifies_to_its_user() {
         let settings = settings(SECRET, Algorithm::HS256);
-        let token = TokenIssuer::new(&settings).issue(42, "ada").unwrap();
+        let token = TokenIssuer::new(&settings).issue(42, "ada", 0).unwrap();
         let verified = TokenVerifier::new(&settings).verify(&token).unwrap();
         assert_eq!((verified.user_id, verified.username.as_str()), (42, "ada"));
         assert!(verified.expires_at > now_s());
@@ -204,14 +284,14 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_another_key_is_invalid() {
-        let token = TokenIssuer::new(&settings(SECRET, Algorithm::HS256)).issue(1, "a").unwrap();
+        let token = TokenIssuer::new(&settings(SECRET, Algorithm::HS256)).issue(1, "a", 0).unwrap();
         let other = settings("another-secret-another-secret-xx", Algorithm::HS256);
         assert!(matches!(TokenVerifier::new(&other).verify(&token), Err(TokenError::Invalid)));
     }
 
     #[test]
     fn the_algorithm_is_pinned() {
-        let token = TokenIssuer::new(&settings(SECRET, Algorithm::HS512)).issue(1, "a").unwrap();
+        let token = TokenIssuer::new(&settings(SECRET, Algorithm::HS512)).issue(1, "a", 0).unwrap();
         let verifier = TokenVerifier::new(&settings(SECRET, Algorithm::HS256));
         assert!(matches!(verifier.verify(&token), Err(TokenError::Invalid)));
     }
@@ -230,6 +310,7 @@ mod tests {
             exp: now + 60,
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
+            ver: 0,
         }
     }
 
@@ -256,6 +337,35 @@ mod tests {
             verifier.verify(&signed(&Claims { sub: "abc".into(), ..claims() })),
             Err(TokenError::Invalid)
         ));
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_invalid() {
+        let verifier = TokenVerifier::new(&settings(SECRET, Algorithm::HS256));
+        let now = now_s();
+        let cases = [(now, true), (now + LEEWAY_S, true), (now + LEEWAY_S + 2, false), (now + 3600, false)];
+        for (iat, valid) in cases {
+            let token = signed(&Claims { iat, exp: now + 7200, ..claims() });
+            assert_eq!(verifier.verify(&token).is_ok(), valid, "iat = now + {}", iat - now);
+        }
+    }
+
+    #[test]
+    fn a_token_older_than_its_users_version_is_revoked() {
+        let settings = settings(SECRET, Algorithm::HS256);
+        let versions = TokenVersions::default();
+        let verifier = TokenVerifier::new(&settings).with_versions(versions.clone());
+        let issuer = TokenIssuer::new(&settings);
+        let (old, other_user) = (issuer.issue(7, "u", 0).unwrap(), issuer.issue(8, "v", 0).unwrap());
+        assert!(verifier.verify(&old).is_ok());
+        versions.raise(7, 1, 1_000);
+        assert!(matches!(verifier.verify(&old), Err(TokenError::Revoked)));
+        assert_eq!(verifier.verify(&issuer.issue(7, "u", 1).unwrap()).unwrap().version, 1);
+        assert!(verifier.verify(&other_user).is_ok(), "another user's tokens are untouched");
+        versions.raise(7, 0, 2_000);
+        assert!(matches!(verifier.verify(&old), Err(TokenError::Revoked)), "a version never moves back");
+        versions.forget_before(3_000);
+        assert!(versions.is_empty(), "changes older than a token's lifetime are forgotten");
     }
 
     #[test]

@@ -97,8 +97,11 @@ impl AuthService for AuthGrpc {
         let now = now_ms();
         self.store.touch_last_seen(user.id, now).await?;
         user.last_seen_ms = Some(now);
-        let access_token =
-            self.issuer.issue(user.id, &user.username).map_err(anyhow::Error::new).map_err(AuthError::from)?;
+        let access_token = self
+            .issuer
+            .issue(user.id, &user.username, credentials.token_version)
+            .map_err(anyhow::Error::new)
+            .map_err(AuthError::from)?;
         Ok(Response::new(pb::LoginResponse {
             access_token,
             token_type: "bearer".into(),
@@ -164,6 +167,25 @@ impl AuthService for AuthGrpc {
         }
         let users = self.store.search(&query, request.limit, request.offset, caller).await?;
         Ok(Response::new(pb::SearchUsersResponse { users: users.into_iter().map(Into::into).collect() }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_token_versions(
+        &self,
+        request: Request<pb::ListTokenVersionsRequest>,
+    ) -> Result<Response<pb::ListTokenVersionsResponse>, Status> {
+        let now = now_ms();
+        let since = request.into_inner().changed_since_ms;
+        let changes = self.store.token_versions_since(since, 1000).await?;
+        let versions = changes
+            .into_iter()
+            .map(|change| pb::TokenVersion {
+                user_id: change.user_id,
+                version: change.version,
+                changed_at_ms: change.changed_at_ms,
+            })
+            .collect();
+        Ok(Response::new(pb::ListTokenVersionsResponse { versions, now_ms: now }))
     }
 
     #[tracing::instrument(skip_all)]

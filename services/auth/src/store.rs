@@ -26,6 +26,16 @@ pub struct UserStore {
 pub struct Credentials {
     pub user: User,
     pub password_hash: String,
+    /// The version new tokens are issued at (a password change moves it up).
+    pub token_version: i64,
+}
+
+/// A user's token version, and when it last moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenVersionChange {
+    pub user_id: i64,
+    pub version: i64,
+    pub changed_at_ms: i64,
 }
 
 fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
@@ -41,7 +51,11 @@ fn user_from_row(row: &AnyRow) -> Result<User, sqlx::Error> {
 }
 
 fn credentials_from_row(row: &AnyRow) -> Result<Credentials, sqlx::Error> {
-    Ok(Credentials { user: user_from_row(row)?, password_hash: row.try_get("password_hash")? })
+    Ok(Credentials {
+        user: user_from_row(row)?,
+        password_hash: row.try_get("password_hash")?,
+        token_version: row.try_get("token_version")?,
+    })
 }
 
 /// A duplicate-key error as `Taken`, naming the unique key it hit; other errors as they are.
@@ -100,14 +114,14 @@ impl UserStore {
     pub async fn credentials(&self, username_or_email: &str) -> Result<Option<Credentials>, AuthError> {
         let key = username_or_email.trim().to_lowercase();
         let column = if key.contains('@') { "email" } else { "username_lower" };
-        let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE {column} = ?");
+        let sql = format!("SELECT {USER_COLUMNS}, password_hash, token_version FROM users WHERE {column} = ?");
         let row = sqlx::query(&sql).bind(key).fetch_optional(&self.db.pool).await?;
         Ok(row.as_ref().map(credentials_from_row).transpose()?)
     }
 
     /// The user with this id, with their password hash.
     pub async fn credentials_by_id(&self, id: i64) -> Result<Option<Credentials>, AuthError> {
-        let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE id = ?");
+        let sql = format!("SELECT {USER_COLUMNS}, password_hash, token_version FROM users WHERE id = ?");
         let row = sqlx::query(&sql).bind(id).fetch_optional(&self.db.pool).await?;
         Ok(row.as_ref().map(credentials_from_row).transpose()?)
     }
@@ -162,7 +176,8 @@ impl UserStore {
             sets.push("full_name = ?");
         }
         if password_hash.is_some() {
-            sets.push("password_hash = ?");
+            // Every token issued before stops working (see access_token::TokenVersions).
+            sets.push("password_hash = ?, token_version = token_version + 1, tokens_changed_at_ms = ?");
         }
         if !sets.is_empty() {
             let sql = format!("UPDATE users SET {} WHERE id = ?", sets.join(", "));
@@ -174,11 +189,34 @@ impl UserStore {
                 query = query.bind(full_name);
             }
             if let Some(hash) = password_hash {
-                query = query.bind(hash.to_owned());
+                query = query.bind(hash.to_owned()).bind(now_ms());
             }
             query.bind(id).execute(&self.db.pool).await.map_err(unique_or_other)?;
         }
         self.by_id(id).await?.ok_or(AuthError::NotFound)
+    }
+
+    /// The token versions that moved at or after `since_ms`, oldest first (at most `limit`).
+    #[tracing::instrument(skip(self))]
+    pub async fn token_versions_since(&self, since_ms: i64, limit: u32) -> Result<Vec<TokenVersionChange>, AuthError> {
+        let rows = sqlx::query(
+            "SELECT id, token_version, tokens_changed_at_ms FROM users \
+             WHERE tokens_changed_at_ms >= ? ORDER BY tokens_changed_at_ms LIMIT ?",
+        )
+        .bind(since_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TokenVersionChange {
+                    user_id: row.try_get("id")?,
+                    version: row.try_get("token_version")?,
+                    changed_at_ms: row.try_get("tokens_changed_at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(AuthError::from)
     }
 
     /// Users whose username or full name contains the query (any case), those

@@ -140,6 +140,8 @@ pub struct AuthUser {
     pub expires_at: i64,
     /// The token itself, forwarded on every call the gateway makes for this user.
     pub token: internal_auth::UserToken,
+    /// The user's token version the token was issued at.
+    pub token_version: i64,
 }
 
 /// The token of an `Authorization: Bearer <token>` header value.
@@ -158,7 +160,13 @@ impl AuthUser {
             .map_err(|error| ApiError::Unauthorized(format!("could not validate credentials: {error}")))?;
         let token = internal_auth::UserToken::new(token)
             .ok_or_else(|| ApiError::Unauthorized("could not validate credentials".into()))?;
-        Ok(Self { user_id: verified.user_id, username: verified.username, expires_at: verified.expires_at, token })
+        Ok(Self {
+            user_id: verified.user_id,
+            username: verified.username,
+            expires_at: verified.expires_at,
+            token,
+            token_version: verified.version,
+        })
     }
 
     /// A call to a service that acts for this user (their token goes with it).

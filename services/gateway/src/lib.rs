@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod token_versions;
 pub mod ws;
 
 pub use config::Settings;

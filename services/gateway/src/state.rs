@@ -1,6 +1,6 @@
 //! What every handler shares: the service clients and the token verifier.
 
-use access_token::TokenVerifier;
+use access_token::{TokenVerifier, TokenVersions};
 use chat_proto::{
     auth::auth_service_client::AuthServiceClient, messages::message_store_service_client::MessageStoreServiceClient,
     metadata::chat_metadata_service_client::ChatMetadataServiceClient,
@@ -45,6 +45,14 @@ pub struct Services {
     pub ws: WsSettings,
     pub limits: Limits,
     pub trusted_proxies: TrustedProxies,
+    /// Follows auth's token versions (see `token_versions`).
+    versions_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        self.versions_task.abort();
+    }
 }
 
 impl AppState {
@@ -55,6 +63,12 @@ impl AppState {
         let auth = grpc_channel::lazy(&urls.auth, security)?;
         let metadata = grpc_channel::lazy(&urls.metadata, security)?;
         let messages = grpc_channel::lazy(&urls.messages, security)?;
+        let verifier = TokenVerifier::new(&settings.tokens).with_versions(TokenVersions::default());
+        let versions_task = tokio::spawn(crate::token_versions::follow(
+            AuthServiceClient::new(auth.clone()),
+            verifier.versions().clone(),
+            settings.tokens.ttl,
+        ));
         let hub = Hub::start(settings.replica.clone(), bus, subjects, MessageStoreServiceClient::new(messages.clone()))
             .await?;
         Ok(Self(Arc::new(Services {
@@ -63,7 +77,8 @@ impl AppState {
             metadata: ChatMetadataServiceClient::new(metadata.clone()),
             messages: MessageStoreServiceClient::new(messages.clone()),
             channels: [("auth", auth), ("chat_metadata", metadata), ("message_store", messages)],
-            verifier: TokenVerifier::new(&settings.tokens),
+            verifier,
+            versions_task,
             ws: settings.ws.clone(),
             limits: Limits::new(settings.limits),
             trusted_proxies: settings.trusted_proxies.clone(),

@@ -287,12 +287,12 @@ mod tests {
 
     #[tokio::test]
     async fn who_gets_through() {
-        let token = TokenIssuer::new(&settings()).issue(42, "ada").unwrap();
+        let token = TokenIssuer::new(&settings()).issue(42, "ada", 0).unwrap();
         let forged = TokenIssuer::new(&TokenSettings {
             secret: SecretString::from("another-secret-another-secret-xx"),
             ..settings()
         })
-        .issue(42, "ada")
+        .issue(42, "ada", 0)
         .unwrap();
         let method = "/chat.messages.v1.MessageStoreService/SendMessage";
         let cases: [Case<'_>; 7] = [

@@ -68,7 +68,7 @@ async fn missing_bad_and_foreign_tokens_are_401_with_a_bearer_challenge() {
             algorithm: access_token::Algorithm::HS256,
             ttl: std::time::Duration::from_secs(60),
         };
-        access_token::TokenIssuer::new(&settings).issue(user.id, &user.username).unwrap()
+        access_token::TokenIssuer::new(&settings).issue(user.id, &user.username, 0).unwrap()
     };
     let requests = [
         app.http.get(app.url("/api/v1/users/me")),

@@ -112,7 +112,7 @@ async fn a_call_acting_for_a_user_needs_that_users_own_valid_token() {
             algorithm: access_token::Algorithm::HS256,
             ttl: std::time::Duration::from_secs(60),
         };
-        access_token::TokenIssuer::new(&settings).issue(user_id, "victim").unwrap()
+        access_token::TokenIssuer::new(&settings).issue(user_id, "victim", 0).unwrap()
     };
     for token in [forged.as_str(), "not-a-token"] {
         let request = internal_auth::UserToken::new(token).unwrap().request(send());

@@ -99,3 +99,50 @@ async fn users_are_looked_up_by_id_publicly() {
     let missing = app.http.get(app.url("/api/v1/users/9007199254740991")).bearer_auth(&ada.token).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn a_password_change_revokes_every_earlier_token_on_every_replica() {
+    let app = spawn_deployment().await;
+    let other_replica = app.another_gateway().await;
+    let user = app.user("rotate").await;
+    let login = |base: String, password: String| {
+        let body = json!({"username": user.username, "password": password});
+        let request = app.http.post(format!("{base}/api/v1/users/login")).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let me = |base: &str, token: &str| app.http.get(format!("{base}/api/v1/users/me")).bearer_auth(token).send();
+    let other_device = login(other_replica.clone(), user.password.clone()).await;
+    assert_eq!(me(&other_replica, &other_device).await.unwrap().status(), 200);
+
+    let change = json!({"password": "a-brand-new-password", "current_password": user.password});
+    let response =
+        app.http.put(app.url("/api/v1/users/me")).bearer_auth(&user.token).json(&change).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    // On the replica that made the change: at once, for this token and the other device's.
+    for token in [&user.token, &other_device] {
+        let response = me(&app.base_url, token).await.unwrap();
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
+    }
+    // On the other replica: within its poll of auth.
+    let mut revoked_there = false;
+    for _ in 0..50 {
+        if me(&other_replica, &other_device).await.unwrap().status() == 401 {
+            revoked_there = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(revoked_there, "the other replica refuses the old token within seconds");
+    // A token issued after the change works everywhere.
+    let fresh = login(app.base_url.clone(), "a-brand-new-password".into()).await;
+    for base in [&app.base_url, &other_replica] {
+        assert_eq!(me(base, &fresh).await.unwrap().status(), 200);
+    }
+}

@@ -342,7 +342,7 @@ async fn a_token_that_expires_closes_its_socket_with_4401() {
         algorithm: access_token::Algorithm::HS256,
         ttl: Duration::from_secs(2),
     };
-    let short_lived = access_token::TokenIssuer::new(&settings).issue(bob.id, &bob.username).unwrap();
+    let short_lived = access_token::TokenIssuer::new(&settings).issue(bob.id, &bob.username, 0).unwrap();
     let mut socket = ChatSocket::connect_ready(&app.base_url, chat_id, &short_lived, None).await.unwrap();
     let ended = loop {
         match socket.next_frame(Duration::from_secs(6)).await {

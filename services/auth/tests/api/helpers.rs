@@ -25,7 +25,7 @@ pub fn as_user<T>(user_id: i64, message: T) -> tonic::Request<T> {
         algorithm: access_token::Algorithm::HS256,
         ttl: Duration::from_secs(600),
     };
-    let token = access_token::TokenIssuer::new(&settings).issue(user_id, "someone").expect("a token");
+    let token = access_token::TokenIssuer::new(&settings).issue(user_id, "someone", 0).expect("a token");
     internal_auth::UserToken::new(&token).expect("a token").request(message)
 }
 

@@ -128,7 +128,7 @@ pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<
     put, path = "/api/v1/users/me", tag = "users",
     request_body = UpdateMeBody,
     responses(
-        (status = 200, body = UserPrivate),
+        (status = 200, description = "Changed. A new password revokes every token issued before: log in again", body = UserPrivate),
         (status = 400, description = "Wrong current password", body = ErrorBody),
         (status = 409, description = "Email already registered", body = ErrorBody),
         (status = 422, description = "Invalid or unknown field", body = ErrorBody),
@@ -149,7 +149,12 @@ pub async fn update_me(
         password: body.password,
         current_password: body.current_password,
     };
+    let password_changed = request.password.is_some();
     let user = state.auth.clone().update_user(caller.call(request)).await.map_err(auth_error)?.into_inner();
+    if password_changed {
+        // Here at once; on the other replicas within token_versions::POLL.
+        state.verifier.versions().raise(caller.user_id, caller.token_version + 1, event_bus::now_ms());
+    }
     Ok(Json(user.into()))
 }
 
