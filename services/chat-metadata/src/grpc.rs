@@ -182,7 +182,9 @@ impl ChatMetadataGrpc {
                 access.require_admin()?;
             }
         }
-        if !self.store.remove(chat_id, user_id).await? {
+        // Removing someone else takes an admin, checked again under the chat's lock.
+        let admin = (from_group && user_id != caller_id).then_some(caller_id);
+        if !self.store.remove(chat_id, user_id, admin).await? {
             return Err(MetadataError::NotFound("that user is not a participant of this chat".into()));
         }
         self.announce(chat_id, false, &[user_id], caller_id).await;
@@ -236,7 +238,7 @@ impl ChatMetadataService for ChatMetadataGrpc {
         let name = GroupName::parse(Some(request.name))?;
         access.require_group("renaming")?;
         access.require_admin()?;
-        self.store.rename(request.chat_id, &name).await?;
+        self.store.rename(request.chat_id, &name, caller_id).await?;
         let chat = self.store.chat(request.chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
         Ok(Response::new(chat.into()))
     }
@@ -268,7 +270,7 @@ impl ChatMetadataService for ChatMetadataGrpc {
             return Err(MetadataError::Rule(format!("a group has at most {MAX_GROUP_MEMBERS} members")).into());
         }
         let members = self.members(&ids).await?;
-        let added = self.store.add(request.chat_id, &members, now_ms()).await?;
+        let added = self.store.add(request.chat_id, &members, now_ms(), caller_id).await?;
         self.announce(request.chat_id, true, &added, caller_id).await;
         let chat = self.store.chat(request.chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
         Ok(Response::new(pb::ParticipantList { participants: chat.participants.into_iter().map(Into::into).collect() }))
@@ -293,7 +295,7 @@ impl ChatMetadataService for ChatMetadataGrpc {
         let access = self.access(request.chat_id, caller_id).await?;
         access.require_group("changing admins")?;
         access.require_admin()?;
-        let participant = self.store.set_admin(request.chat_id, request.user_id, request.is_admin).await?;
+        let participant = self.store.set_admin(request.chat_id, request.user_id, request.is_admin, caller_id).await?;
         Ok(Response::new(participant.into()))
     }
 

@@ -81,6 +81,25 @@ impl ChatStore {
         Ok(tx)
     }
 
+    /// Refuses the change unless `admin` (if given) is an admin of the chat
+    /// now — read under the chat's row lock that `tx` holds, so a demotion or
+    /// removal that commits first cannot be overtaken by this change.
+    async fn require_admin(tx: &mut Transaction<'static, Any>, chat_id: i64, admin: Option<i64>) -> Result<()> {
+        let Some(admin) = admin else { return Ok(()) };
+        let row = sqlx::query("SELECT is_admin FROM participants WHERE chat_id = ? AND user_id = ?")
+            .bind(chat_id)
+            .bind(admin)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match row {
+            None => Err(crate::error::not_a_participant()),
+            Some(row) if row.try_get::<i64, _>("is_admin")? == 0 => {
+                Err(MetadataError::Forbidden("only a chat admin may do this".into()))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Each chat's participants, longest-standing first.
     async fn participants_of(&self, chat_ids: &[i64]) -> Result<HashMap<i64, Vec<Participant>>> {
         let mut by_chat: HashMap<i64, Vec<Participant>> = HashMap::new();
@@ -262,21 +281,26 @@ impl ChatStore {
         self.with_participants(chats).await
     }
 
+    /// Renames the chat, if `by` is an admin now.
     #[tracing::instrument(skip(self, name))]
-    pub async fn rename(&self, chat_id: i64, name: &GroupName) -> Result<()> {
+    pub async fn rename(&self, chat_id: i64, name: &GroupName, by: i64) -> Result<()> {
+        let mut tx = self.lock_chat(chat_id).await?;
+        Self::require_admin(&mut tx, chat_id, Some(by)).await?;
         sqlx::query("UPDATE chats SET name = ? WHERE id = ?")
             .bind(name.as_str())
             .bind(chat_id)
-            .execute(&self.db.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Adds these users (members already there are skipped); refuses the
     /// whole change if the group would pass [`MAX_GROUP_MEMBERS`]. Returns who was added.
     #[tracing::instrument(skip_all, fields(chat_id, count = members.len()))]
-    pub async fn add(&self, chat_id: i64, members: &[Member], now_ms: i64) -> Result<Vec<i64>> {
+    pub async fn add(&self, chat_id: i64, members: &[Member], now_ms: i64, by: i64) -> Result<Vec<i64>> {
         let mut tx = self.lock_chat(chat_id).await?;
+        Self::require_admin(&mut tx, chat_id, Some(by)).await?;
         let current = Self::member_ids(&mut tx, chat_id).await?;
         let new: Vec<(&Member, bool)> =
             members.iter().filter(|member| !current.contains(&member.user_id)).map(|member| (member, false)).collect();
@@ -294,10 +318,12 @@ impl ChatStore {
 
     /// Removes a participant. If they were the last admin, the longest-standing
     /// remaining member becomes admin; if nobody is left, the chat becomes
-    /// inactive. `false` when they were not a participant.
+    /// inactive. `false` when they were not a participant. With `admin`,
+    /// only if that user is an admin now.
     #[tracing::instrument(skip(self))]
-    pub async fn remove(&self, chat_id: i64, user_id: i64) -> Result<bool> {
+    pub async fn remove(&self, chat_id: i64, user_id: i64, admin: Option<i64>) -> Result<bool> {
         let mut tx = self.lock_chat(chat_id).await?;
+        Self::require_admin(&mut tx, chat_id, admin).await?;
         let row = sqlx::query("SELECT is_admin FROM participants WHERE chat_id = ? AND user_id = ?")
             .bind(chat_id)
             .bind(user_id)
@@ -336,8 +362,9 @@ impl ChatStore {
 
     /// Promotes or demotes a participant; the last admin cannot step down.
     #[tracing::instrument(skip(self))]
-    pub async fn set_admin(&self, chat_id: i64, user_id: i64, is_admin: bool) -> Result<Participant> {
+    pub async fn set_admin(&self, chat_id: i64, user_id: i64, is_admin: bool, by: i64) -> Result<Participant> {
         let mut tx = self.lock_chat(chat_id).await?;
+        Self::require_admin(&mut tx, chat_id, Some(by)).await?;
         let sql = format!("SELECT {PARTICIPANT_COLUMNS} FROM participants WHERE chat_id = ? AND user_id = ?");
         let row = sqlx::query(&sql).bind(chat_id).bind(user_id).fetch_optional(&mut *tx).await?;
         let Some(row) = row else {

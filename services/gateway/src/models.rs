@@ -320,10 +320,17 @@ pub fn page(limit: Option<i64>, offset: Option<i64>, default: i64) -> Result<(u3
     if !(1..=100).contains(&limit) {
         return Err(crate::error::ApiError::invalid("limit", "must be 1 to 100"));
     }
-    let offset = u32::try_from(offset.unwrap_or(0))
-        .map_err(|_| crate::error::ApiError::invalid("offset", "must be 0 or more"))?;
+    let offset = offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(crate::error::ApiError::invalid("offset", "must be 0 or more"));
+    }
+    let offset = u32::try_from(offset)
+        .map_err(|_| crate::error::ApiError::invalid("offset", format!("must be at most {MAX_OFFSET}")))?;
     Ok((limit as u32, offset))
 }
+
+/// The largest `offset` a page may start at.
+pub const MAX_OFFSET: u32 = u32::MAX;
 
 #[cfg(test)]
 mod tests {
@@ -333,6 +340,24 @@ mod tests {
     fn timestamps_are_utc_with_milliseconds_and_z() {
         assert_eq!(timestamp(1_767_268_800_123), "2026-01-01T12:00:00.123Z");
         assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn page_parameters_out_of_range_say_which_bound() {
+        let message = |limit, offset| match page(limit, offset, 20) {
+            Err(crate::error::ApiError::Validation(errors)) => format!("{}: {}", errors[0].field, errors[0].message),
+            other => format!("{other:?}"),
+        };
+        let cases = [
+            (Some(0), None, "limit: must be 1 to 100"),
+            (Some(101), None, "limit: must be 1 to 100"),
+            (None, Some(-1), "offset: must be 0 or more"),
+            (None, Some(1 << 32), "offset: must be at most 4294967295"),
+        ];
+        for (limit, offset, expected) in cases {
+            assert_eq!(message(limit, offset), expected, "{limit:?} {offset:?}");
+        }
+        assert_eq!(page(None, Some(i64::from(u32::MAX)), 20).unwrap(), (20, u32::MAX));
     }
 
     #[test]

@@ -27,9 +27,23 @@ type Result<T> = std::result::Result<T, MessageError>;
 /// The most chats one `GetLastMessages` call may ask about.
 const MAX_LAST_MESSAGES: usize = 100;
 
+/// How many locks order the changes of messages (striped by message id).
+const MESSAGE_LOCKS: usize = 256;
+/// How often an erase that failed after a delete is tried again, and how long apart.
+const ERASE_RETRIES: [std::time::Duration; 4] = [
+    std::time::Duration::from_millis(200),
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(5),
+    std::time::Duration::from_secs(30),
+];
+
 #[derive(Clone)]
 pub struct MessageStoreGrpc {
     store: MessageStore,
+    /// An edit and a delete of one message, each with its event, happen one
+    /// after the other here: a `message_edited` is never published after the
+    /// `message_deleted` of the same message by this replica.
+    message_locks: Arc<[tokio::sync::Mutex<()>]>,
     contents: Arc<dyn ContentStore>,
     metadata: ChatMetadataServiceClient<GrpcChannel>,
     memberships: Arc<MembershipCache>,
@@ -70,7 +84,31 @@ impl MessageStoreGrpc {
         memberships: Arc<MembershipCache>,
         events: EventPublisher,
     ) -> Self {
-        Self { store, contents, metadata, memberships, events }
+        let message_locks = (0..MESSAGE_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect();
+        Self { store, contents, metadata, memberships, events, message_locks }
+    }
+
+    fn message_lock(&self, message_id: i64) -> &tokio::sync::Mutex<()> {
+        &self.message_locks[message_id.rem_euclid(MESSAGE_LOCKS as i64) as usize]
+    }
+
+    /// Erases a deleted message's content, trying again in the background
+    /// when the content store fails (the delete itself is committed and
+    /// announced already; a retried delete erases again too).
+    async fn erase_deleted(&self, message_id: i64, content_id: String) {
+        let Err(error) = self.contents.erase(&content_id).await else { return };
+        tracing::warn!(%error, message_id, "cannot erase a deleted message's content; will retry");
+        let contents = self.contents.clone();
+        tokio::spawn(async move {
+            for wait in ERASE_RETRIES {
+                tokio::time::sleep(wait).await;
+                match contents.erase(&content_id).await {
+                    Ok(()) => return tracing::info!(message_id, "erased a deleted message's content on a retry"),
+                    Err(error) => tracing::warn!(%error, message_id, "erase retry failed"),
+                }
+            }
+            tracing::error!(message_id, content_id, "a deleted message's content could not be erased; delete it again");
+        });
     }
 
     /// The caller's membership as chat-metadata has it now: what every send,
@@ -266,12 +304,17 @@ impl MessageStoreService for MessageStoreGrpc {
         if row.sender_id != caller_id {
             return Err(MessageError::Forbidden("only the sender may edit a message".into()).into());
         }
+        let deleted = || Status::from(MessageError::Rule("a deleted message cannot be edited".into()));
         if row.is_deleted {
-            return Err(MessageError::Rule("a deleted message cannot be edited".into()).into());
+            return Err(deleted());
         }
+        let _ordered = self.message_lock(row.id).lock().await;
         let now = event_bus::now_ms();
+        // Content first (an update, never an insert: erased content stays erased), then the guarded mark.
         self.contents.replace(&row.content_id, content.as_str(), now).await.map_err(MessageError::from)?;
-        self.store.mark_edited(row.id, now).await?;
+        if !self.store.mark_edited(row.id, now).await? {
+            return Err(deleted());
+        }
         row.edited_at_ms = Some(now);
         let message = Message { row, content: content.as_str().to_owned() };
         self.publish(message.row.chat_id, Kind::MessageEdited(message.clone().into())).await;
@@ -285,16 +328,22 @@ impl MessageStoreService for MessageStoreGrpc {
     ) -> std::result::Result<Response<pb::DeleteMessageResponse>, Status> {
         let (caller_id, request) = acting(request)?;
         let (row, membership) = self.visible_message(request.message_id, caller_id).await?;
-        if !row.is_deleted && row.sender_id != caller_id && !membership.is_admin {
+        // A second delete is authorized like the first.
+        if row.sender_id != caller_id && !membership.is_admin {
             return Err(MessageError::Forbidden("only the sender or a chat admin may delete a message".into()).into());
         }
-        let deleted = !row.is_deleted && self.store.mark_deleted(row.id).await?;
+        let deleted = {
+            let _ordered = self.message_lock(row.id).lock().await;
+            let deleted = !row.is_deleted && self.store.mark_deleted(row.id).await?;
+            // Announced once committed, whatever becomes of the erase below.
+            if deleted {
+                let kind = Kind::MessageDeleted(MessageDeleted { message_id: row.id });
+                self.publish(row.chat_id, kind).await;
+            }
+            deleted
+        };
         // Erase even when it was already deleted: a failed erase is finished by the retry.
-        self.contents.erase(&row.content_id).await.map_err(MessageError::from)?;
-        if deleted {
-            let kind = Kind::MessageDeleted(MessageDeleted { message_id: row.id });
-            self.publish(row.chat_id, kind).await;
-        }
+        self.erase_deleted(row.id, row.content_id).await;
         Ok(Response::new(pb::DeleteMessageResponse { deleted }))
     }
 

@@ -194,14 +194,16 @@ impl MessageStore {
         Ok((messages, has_more))
     }
 
+    /// Marks a message edited at `at_ms`; `false` when it is deleted (by anyone, even a moment ago).
     #[tracing::instrument(skip(self))]
-    pub async fn mark_edited(&self, id: i64, at_ms: i64) -> Result<()> {
-        sqlx::query("UPDATE message_metadata SET edited_at_ms = ? WHERE id = ?")
+    pub async fn mark_edited(&self, id: i64, at_ms: i64) -> Result<bool> {
+        // The guard is in the statement: a delete that committed first wins, whatever was read before.
+        let done = sqlx::query("UPDATE message_metadata SET edited_at_ms = ? WHERE id = ? AND is_deleted = 0")
             .bind(at_ms)
             .bind(id)
             .execute(&self.db.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Marks a message deleted; `false` when it already was (by anyone, even a moment ago).

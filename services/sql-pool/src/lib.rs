@@ -228,6 +228,9 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         error,
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
     ) || matches!(error, sqlx::Error::Tls(_))
+        // Contention that outlasted the lock wait (SQLite busy past busy_timeout,
+        // a MySQL lock wait timeout or deadlock): the client may retry (503), it is no bug (500).
+        || is_retryable(error)
 }
 
 /// Whether an error is a unique-key violation (a duplicate that a unique index refused).
