@@ -66,7 +66,7 @@ up() {
     start message-store "${common[@]}" MESSAGES_GRPC_ADDR=127.0.0.1:50053 METRICS_ADDR=127.0.0.1:9103 "CONTENT_STORE=${CONTENT_STORE:-sql}" -- message-store
     local n=1
     for port in "${gateway_ports[@]}"; do
-        start "gateway-$n" "${common[@]}" HOST=127.0.0.1 "PORT=$port" "GATEWAY_REPLICA=gateway-$n" -- gateway
+        start "gateway-$n" "${common[@]}" HOST=127.0.0.1 "PORT=$port" "GATEWAY_REPLICA=gateway-$n" "METRICS_ADDR=127.0.0.1:$((9109 + n))" -- gateway
         n=$((n + 1))
     done
     for port in "${gateway_ports[@]}"; do

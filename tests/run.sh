@@ -111,7 +111,7 @@ if (( acceptance )); then
 
     port="${ACCEPTANCE_PORT:-18000}"
     say "acceptance 1/2: the standalone server on 127.0.0.1:$port (data in $data)"
-    DATA_DIR="$data" HOST=127.0.0.1 PORT="$port" RUST_LOG=warn "$repo/target/debug/chat-server" >"$data/server.log" 2>&1 &
+    DATA_DIR="$data" HOST=127.0.0.1 PORT="$port" METRICS_ADDR=off RUST_LOG=warn "$repo/target/debug/chat-server" >"$data/server.log" 2>&1 &
     server=$!
     if ! BASE_URL="http://127.0.0.1:$port" "$suite/run.sh" -q; then
         say "acceptance failed on the standalone server; its log:"; tail -50 "$data/server.log" >&2

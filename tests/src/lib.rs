@@ -59,6 +59,8 @@ fn next_number() -> u64 {
 /// A running deployment; everything stops when it is dropped.
 pub struct TestDeployment {
     pub base_url: String,
+    /// The first gateway's `/metrics` on its admin listener.
+    pub metrics_url: String,
     pub http: reqwest::Client,
     pub services: ServiceUrls,
     pub subjects: Subjects,
@@ -141,10 +143,11 @@ pub async fn spawn_deployment_with(backend: Backend, nats_url: &str) -> TestDepl
     tokio::spawn(messages.run_until_stopped(until(&stop)));
 
     let services = ServiceUrls { auth: auth_url, metadata: metadata_url, messages: messages_url };
-    let gateway = spawn_gateway_on(services.clone(), &subjects, nats_url, &stop).await;
+    let (gateway, metrics) = spawn_gateway_with_metrics(services.clone(), &subjects, nats_url, &stop, |_| {}).await;
     TestDeployment {
         nats_url: nats_url.to_owned(),
         base_url: format!("http://{gateway}"),
+        metrics_url: format!("http://{metrics}/metrics"),
         http: reqwest::Client::new(),
         services,
         subjects,
@@ -190,16 +193,28 @@ pub async fn spawn_gateway_configured(
     stop: &watch::Sender<bool>,
     configure: impl FnOnce(&mut gateway::Settings),
 ) -> SocketAddr {
+    spawn_gateway_with_metrics(services, subjects, nats_url, stop, configure).await.0
+}
+
+/// A gateway on port 0 with its metrics on another port 0; both addresses.
+pub async fn spawn_gateway_with_metrics(
+    services: ServiceUrls,
+    subjects: &Subjects,
+    nats_url: &str,
+    stop: &watch::Sender<bool>,
+    configure: impl FnOnce(&mut gateway::Settings),
+) -> (SocketAddr, SocketAddr) {
     let mut settings = gateway::Settings::from_env_with(SecretString::from(SECRET), security()).expect("settings");
     settings.http_addr = loopback();
+    settings.metrics_addr = Some(loopback());
     settings.services = services;
     settings.limits = LimitSettings::OFF;
     configure(&mut settings);
     let bus = NatsBus::connect(nats_url, "gateway").await.expect("NATS is reachable");
     let gateway = gateway::Application::build(settings, Arc::new(bus), subjects.clone()).await.expect("gateway starts");
-    let addr = gateway.local_addr();
+    let (addr, metrics) = (gateway.local_addr(), gateway.metrics_addr().unwrap_or_else(loopback));
     tokio::spawn(gateway.run_until_stopped(until(stop)));
-    addr
+    (addr, metrics)
 }
 
 /// A registered, logged-in user.
@@ -377,6 +392,7 @@ impl TestDeployment {
             .env("GATEWAY_REPLICA", replica)
             .env("MESSAGE_RATE_PER_SECOND", "0")
             .env("REGISTRATIONS_PER_MINUTE", "0")
+            .env("METRICS_ADDR", "off")
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())

@@ -7,6 +7,9 @@ use env_config::ConfigError;
 use secrecy::SecretString;
 use url::Url;
 
+/// Where the distributed gateway serves `/metrics` when `METRICS_ADDR` is not set.
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9100";
+
 /// Where each service is reached.
 #[derive(Debug, Clone)]
 pub struct ServiceUrls {
@@ -56,6 +59,9 @@ pub struct Settings {
     pub shutdown_delay: std::time::Duration,
     /// WebSocket keep-alive and origins.
     pub ws: WsSettings,
+    /// Where `/metrics` is served (`METRICS_ADDR`; the distributed binary's
+    /// default `0.0.0.0:9100`, `off`: nowhere). Never on the public port.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// `HTTP_HEADER_TIMEOUT_SECONDS` (default 10): how long a client may take to send a request's headers.
     pub header_timeout: std::time::Duration,
     /// `HTTP_REQUEST_TIMEOUT_SECONDS` (default 30): how long a request may take before it is answered 408.
@@ -115,7 +121,10 @@ impl Settings {
     /// For the distributed deployment: `SECRET_KEY` (the auth service's) is required.
     pub fn from_env() -> Result<Self, ConfigError> {
         let secret = access_token::secret_from_env()?;
-        Self::from_env_with(secret, grpc_channel::Security::from_env()?)
+        let mut settings = Self::from_env_with(secret, grpc_channel::Security::from_env()?)?;
+        settings.metrics_addr =
+            env_config::listen_addr_or_off("METRICS_ADDR", DEFAULT_METRICS_ADDR.parse().expect("valid default"))?;
+        Ok(settings)
     }
 
     /// The rest from the environment, around a given secret and credential.
@@ -134,6 +143,7 @@ impl Settings {
             shutdown_grace: shutdown::grace_from_env()?,
             shutdown_delay: std::time::Duration::from_secs(env_config::parsed_or("SHUTDOWN_DELAY_SECONDS", 0)?),
             ws: WsSettings::from_env()?,
+            metrics_addr: None,
             header_timeout: seconds_at_least_1("HTTP_HEADER_TIMEOUT_SECONDS", 10)?,
             request_timeout: seconds_at_least_1("HTTP_REQUEST_TIMEOUT_SECONDS", 30)?,
         })

@@ -1,5 +1,6 @@
 //! The gateway's Prometheus metrics, served with the rest of the process's at
-//! `GET /metrics`: HTTP requests by route and status, and the WebSocket hub.
+//! `GET /metrics` on the admin listener (`METRICS_ADDR`, never the public
+//! port): HTTP requests by route and status, and the WebSocket hub.
 
 use std::{sync::LazyLock, time::Instant};
 

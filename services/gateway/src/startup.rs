@@ -52,7 +52,6 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/", get(system::root))
         .route("/health", get(system::health))
         .route("/ready", get(system::ready))
-        .route("/metrics", get(metrics::serve))
         .merge(api)
         .merge(docs::router())
         .fallback(|| async { ApiError::NotFound("not found".into()) })
@@ -82,6 +81,7 @@ pub struct Application {
     grace: Duration,
     delay: Duration,
     header_timeout: Duration,
+    metrics: Option<TcpListener>,
 }
 
 impl Application {
@@ -101,7 +101,13 @@ impl Application {
             grace: settings.shutdown_grace,
             delay: settings.shutdown_delay,
             header_timeout: settings.header_timeout,
+            metrics: grpc_channel::bind_metrics(settings.metrics_addr).await?,
         })
+    }
+
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|metrics| metrics.local_addr().ok())
     }
 
     /// The address actually bound (the real port when 0 was asked for).
@@ -116,6 +122,12 @@ impl Application {
     /// other replicas are told this one is gone, and requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr, "gateway listening");
+        let metrics = self.metrics.map(|listener| {
+            let router = Router::new().route("/metrics", get(metrics::serve));
+            tracing::info!(addr = ?listener.local_addr(), "metrics at /metrics");
+            tokio::spawn(async move { axum::serve(listener, router).await })
+        });
+        let _stop_metrics = AbortOnDrop(metrics);
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = crate::http_server::serve(self.listener, self.router, self.header_timeout, async {
             let _ = http_stopped.await;
@@ -142,6 +154,17 @@ impl Application {
                 server.abort();
                 Ok(())
             }
+        }
+    }
+}
+
+/// Aborts a background task when the owner goes.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
         }
     }
 }

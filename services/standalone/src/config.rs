@@ -53,7 +53,9 @@ impl Settings {
         let sql = message_store::ContentBackend::Sql;
         let mut messages = message_store::Settings::from_env_with(database_url, sql, secret.clone(), security.clone())?;
         messages.grpc_addr = loopback;
-        let gateway = gateway::Settings::from_env_with(secret, security)?;
+        let mut gateway = gateway::Settings::from_env_with(secret, security)?;
+        // Every service's metrics, on an admin listener of loopback by default.
+        gateway.metrics_addr = env_config::listen_addr_or_off("METRICS_ADDR", "127.0.0.1:9100".parse()?)?;
         Ok(Self { auth, metadata, messages, gateway, subjects: event_bus::Subjects::from_env()? })
     }
 }

@@ -119,7 +119,9 @@ async fn metrics_count_requests_by_route_template_and_calls_by_method() {
     let other = app.http.get(app.url(&format!("/api/v1/users/{}", user.id))).bearer_auth(&user.token).send().await;
     assert_eq!(other.unwrap().status(), 200);
 
-    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    let public = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404, "metrics are not on the public port");
+    let response = app.http.get(&app.metrics_url).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     let text = response.text().await.unwrap();
