@@ -26,7 +26,8 @@ pub const INTERNAL_TOKEN: &str = "cross-service-test-internal-credential-0123456
 
 /// The services' trust settings in tests: [`INTERNAL_TOKEN`].
 pub fn security() -> Security {
-    Security { credential: grpc_channel::InternalCredential::parse(INTERNAL_TOKEN).expect("a valid credential") }
+    let credential = grpc_channel::InternalCredential::parse(INTERNAL_TOKEN).expect("a valid credential");
+    Security { credential, tls: None }
 }
 
 /// A call that acts for `user_id` (named `user<id>`), with a token signed by [`SECRET`].

@@ -25,6 +25,7 @@ pub struct Application {
     db: Db,
     auth: internal_auth::Authenticate,
     grace: std::time::Duration,
+    tls: Option<grpc_channel::Tls>,
 }
 
 impl Application {
@@ -42,7 +43,16 @@ impl Application {
             LoginLimits::new(settings.login_limits),
         );
         let auth = internal_auth::Authenticate::new(settings.security.credential, TokenVerifier::new(&settings.tokens));
-        Ok(Self { listener, metrics, local_addr, service, db, auth, grace: settings.shutdown_grace })
+        Ok(Self {
+            listener,
+            metrics,
+            local_addr,
+            service,
+            db,
+            auth,
+            grace: settings.shutdown_grace,
+            tls: settings.security.tls.clone(),
+        })
     }
 
     /// The address actually bound (the real port when 0 was asked for).
@@ -59,7 +69,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let check = self.db.health_check();
         let server = AuthServiceServer::new(self.service);
-        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace };
+        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace, tls: self.tls };
         grpc_channel::serve(self.listener, self.metrics, server, options, check, shutdown)
             .await
             .context("auth gRPC server failed")

@@ -24,6 +24,7 @@ pub struct Application {
     db: Db,
     auth: internal_auth::Authenticate,
     grace: std::time::Duration,
+    tls: Option<grpc_channel::Tls>,
 }
 
 impl Application {
@@ -40,7 +41,16 @@ impl Application {
             settings.security.credential,
             access_token::TokenVerifier::new(&settings.tokens),
         );
-        Ok(Self { listener, metrics, local_addr, service, db, auth, grace: settings.shutdown_grace })
+        Ok(Self {
+            listener,
+            metrics,
+            local_addr,
+            service,
+            db,
+            auth,
+            grace: settings.shutdown_grace,
+            tls: settings.security.tls.clone(),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -56,7 +66,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let check = self.db.health_check();
         let server = ChatMetadataServiceServer::new(self.service);
-        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace };
+        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace, tls: self.tls };
         grpc_channel::serve(self.listener, self.metrics, server, options, check, shutdown)
             .await
             .context("chat-metadata gRPC server failed")

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tonic::{
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig},
 };
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use url::Url;
@@ -23,22 +23,73 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How the services trust each other: the internal credential every call
-/// carries and every server requires (see `internal-auth`).
+/// carries and every server requires (see `internal-auth`), and optionally TLS.
 #[derive(Debug, Clone)]
 pub struct Security {
     pub credential: InternalCredential,
+    pub tls: Option<Tls>,
+}
+
+/// gRPC over TLS: this process's certificate (served by its server and shown
+/// by its clients) and, for mutual TLS, the CA both sides check the other against.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub identity: Identity,
+    /// With it, servers require client certificates it signed and clients
+    /// verify servers against it; without it, clients trust the system roots.
+    pub ca: Option<Certificate>,
+}
+
+impl Tls {
+    /// `GRPC_TLS_CERT` and `GRPC_TLS_KEY` (PEM paths, both or neither), and `GRPC_TLS_CA`.
+    pub fn from_env() -> Result<Option<Self>, env_config::ConfigError> {
+        use env_config::ConfigError;
+        let read = |variable: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+            env_config::string(variable)
+                .map(|path| std::fs::read(&path).map_err(|error| ConfigError::invalid(variable, &path, error)))
+                .transpose()
+        };
+        let (cert, key, ca) = (read("GRPC_TLS_CERT")?, read("GRPC_TLS_KEY")?, read("GRPC_TLS_CA")?);
+        match (cert, key) {
+            (None, None) if ca.is_some() => {
+                Err(ConfigError::missing("GRPC_TLS_CERT", "GRPC_TLS_CA is set: give the certificate and key too"))
+            }
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(ConfigError::missing("GRPC_TLS_KEY", "GRPC_TLS_CERT is set")),
+            (None, Some(_)) => Err(ConfigError::missing("GRPC_TLS_CERT", "GRPC_TLS_KEY is set")),
+            (Some(cert), Some(key)) => {
+                Ok(Some(Self { identity: Identity::from_pem(cert, key), ca: ca.map(Certificate::from_pem) }))
+            }
+        }
+    }
+
+    fn client_config(&self, host: &str) -> ClientTlsConfig {
+        let config = ClientTlsConfig::new().domain_name(host).identity(self.identity.clone());
+        match &self.ca {
+            Some(ca) => config.ca_certificate(ca.clone()),
+            None => config.with_native_roots(),
+        }
+    }
+
+    fn server_config(&self) -> ServerTlsConfig {
+        let config = ServerTlsConfig::new().identity(self.identity.clone());
+        match &self.ca {
+            Some(ca) => config.client_ca_root(ca.clone()),
+            None => config,
+        }
+    }
 }
 
 impl Security {
-    /// `INTERNAL_TOKEN` (required).
+    /// `INTERNAL_TOKEN` (required) and the optional `GRPC_TLS_*` files.
     pub fn from_env() -> Result<Self, env_config::ConfigError> {
-        Ok(Self { credential: InternalCredential::from_env()? })
+        Ok(Self { credential: InternalCredential::from_env()?, tls: Tls::from_env()? })
     }
 
-    /// A fresh random credential, for services that only call each other in
-    /// one process (the standalone server, tests).
+    /// A fresh random credential and no TLS, for services that only call each
+    /// other in one process over loopback (the standalone server, tests).
     pub fn generated() -> Self {
-        Self { credential: InternalCredential::generate() }
+        Self { credential: InternalCredential::generate(), tls: None }
     }
 }
 
@@ -62,9 +113,19 @@ impl Interceptor for Propagate {
 /// A channel to another service that carries the credential and the trace context.
 pub type GrpcChannel = InterceptedService<Channel, Propagate>;
 
-/// A channel to `url` that connects on first use and after every outage.
+/// A channel to `url` that connects on first use and after every outage;
+/// over TLS when the URL is `https://`.
 pub fn lazy(url: &Url, security: &Security) -> anyhow::Result<GrpcChannel> {
-    let channel = Endpoint::from_shared(url.to_string())?
+    let mut endpoint = Endpoint::from_shared(url.to_string())?;
+    if url.scheme() == "https" {
+        let host = url.host_str().unwrap_or_default();
+        let config = match &security.tls {
+            Some(tls) => tls.client_config(host),
+            None => ClientTlsConfig::new().domain_name(host).with_native_roots(),
+        };
+        endpoint = endpoint.tls_config(config)?;
+    }
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(2))
         .timeout(CALL_TIMEOUT)
         .tcp_nodelay(true)
@@ -145,6 +206,8 @@ pub struct ServeOptions {
     pub auth: internal_auth::Authenticate,
     /// How long calls in flight may take once `shutdown` has come.
     pub grace: Duration,
+    /// Serve TLS (mutual with a CA).
+    pub tls: Option<Tls>,
 }
 
 /// Serves one gRPC service (with `grpc.health.v1`, kept up to date by
@@ -190,7 +253,12 @@ where
         let _ = stopped.wait_for(|stopping| *stopping).await;
         tokio::time::sleep(grace).await;
     };
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        builder = builder.tls_config(tls.server_config())?;
+        tracing::info!(mutual = tls.ca.is_some(), "gRPC over TLS");
+    }
+    let server = builder
         .trace_fn(|request| {
             let span = tracing::info_span!("grpc", path = %request.uri().path());
             telemetry::propagation::continue_trace(&span, request.headers());

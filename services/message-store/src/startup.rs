@@ -28,6 +28,7 @@ pub struct Application {
     contents: Arc<dyn ContentStore>,
     auth: internal_auth::Authenticate,
     grace: std::time::Duration,
+    tls: Option<grpc_channel::Tls>,
 }
 
 impl Application {
@@ -54,7 +55,17 @@ impl Application {
             settings.security.credential,
             access_token::TokenVerifier::new(&settings.tokens),
         );
-        Ok(Self { listener, metrics, local_addr, service, db, contents, auth, grace: settings.shutdown_grace })
+        Ok(Self {
+            listener,
+            metrics,
+            local_addr,
+            service,
+            db,
+            contents,
+            auth,
+            grace: settings.shutdown_grace,
+            tls: settings.security.tls.clone(),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -74,7 +85,7 @@ impl Application {
             async move { db.ping().await && contents.ping().await }
         };
         let server = MessageStoreServiceServer::new(self.service);
-        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace };
+        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace, tls: self.tls };
         grpc_channel::serve(self.listener, self.metrics, server, options, check, shutdown)
             .await
             .context("message-store gRPC server failed")

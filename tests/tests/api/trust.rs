@@ -19,8 +19,10 @@ async fn bare(url: &url::Url) -> Channel {
 
 /// A channel with a credential that is not the deployment's.
 fn wrong_credential(url: &url::Url) -> GrpcChannel {
-    let security =
-        Security { credential: InternalCredential::parse("someone-elses-credential-0123456789abcdef").unwrap() };
+    let security = Security {
+        credential: InternalCredential::parse("someone-elses-credential-0123456789abcdef").unwrap(),
+        tls: None,
+    };
     grpc_channel::lazy(url, &security).unwrap()
 }
 
@@ -147,4 +149,63 @@ async fn a_bus_with_credentials_hears_only_clients_that_have_them() {
     member.publish("chat.injected".into(), "genuine".into()).await.unwrap();
     let first = tokio::time::timeout(std::time::Duration::from_secs(5), heard.next()).await.unwrap().unwrap();
     assert_eq!(&first[..], b"genuine", "only the credentialed client's event arrives");
+}
+
+/// A CA, and a certificate it signed for `localhost` / 127.0.0.1: (CA PEM, certificate PEM, key PEM).
+fn certificates() -> (String, String, String, rcgen::CertifiedIssuer<'static, rcgen::KeyPair>) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem(), ca)
+}
+
+#[tokio::test]
+async fn grpc_over_mutual_tls_serves_only_clients_with_a_certificate_of_the_ca() {
+    use grpc_channel::Tls;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let (ca, cert, key, _) = certificates();
+    let tls = Tls { identity: Identity::from_pem(&cert, &key), ca: Some(Certificate::from_pem(&ca)) };
+    let security = Security { tls: Some(tls), ..chat_tests::security() };
+
+    let db = sql_pool::testing::TestDatabase::new(sql_pool::Backend::Sqlite, "tls");
+    let mut settings =
+        auth::Settings::from_env_with(db.url.clone(), chat_tests::SECRET.into(), security.clone()).unwrap();
+    settings.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    let service = auth::Application::build(settings).await.unwrap();
+    let port = service.local_addr().port();
+    let (stop, _) = tokio::sync::watch::channel(false);
+    tokio::spawn(service.run_until_stopped(chat_tests::until(&stop)));
+    let register = |name: &str| auth_pb::RegisterRequest {
+        username: name.into(),
+        email: format!("{name}@example.com"),
+        password: "password-123".into(),
+        full_name: None,
+    };
+
+    // A service of the deployment: its certificate, the CA, the credential.
+    let url: url::Url = format!("https://localhost:{port}").parse().unwrap();
+    let mut client = AuthServiceClient::new(grpc_channel::lazy(&url, &security).unwrap());
+    assert!(client.register(register("tls_ok")).await.is_ok(), "a client with the CA's certificate is served");
+
+    // Plain HTTP/2 to a TLS port, TLS without a client certificate, a certificate of another CA: all refused.
+    let plain = format!("http://127.0.0.1:{port}").parse().unwrap();
+    let mut plain = AuthServiceClient::new(grpc_channel::lazy(&plain, &chat_tests::security()).unwrap());
+    assert!(plain.register(register("tls_plain")).await.is_err(), "plain text is refused");
+    let anonymous = ClientTlsConfig::new().domain_name("localhost").ca_certificate(Certificate::from_pem(&ca));
+    let channel = Endpoint::from_shared(url.to_string()).unwrap().tls_config(anonymous).unwrap().connect_lazy();
+    let mut anonymous = AuthServiceClient::new(channel);
+    assert!(anonymous.register(register("tls_anon")).await.is_err(), "a client without a certificate is refused");
+    let (_, rogue_cert, rogue_key, _) = certificates();
+    let rogue = Security {
+        tls: Some(Tls { identity: Identity::from_pem(&rogue_cert, &rogue_key), ca: Some(Certificate::from_pem(&ca)) }),
+        ..chat_tests::security()
+    };
+    let mut rogue = AuthServiceClient::new(grpc_channel::lazy(&url, &rogue).unwrap());
+    assert!(rogue.register(register("tls_rogue")).await.is_err(), "a certificate of another CA is refused");
+    let _ = stop.send(true);
 }

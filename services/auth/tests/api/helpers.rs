@@ -15,7 +15,7 @@ pub const INTERNAL_TOKEN: &str = "auth-test-internal-credential-0123456789";
 
 /// The trust settings of the service under test and its test client.
 pub fn security() -> Security {
-    Security { credential: InternalCredential::parse(INTERNAL_TOKEN).expect("a valid credential") }
+    Security { credential: InternalCredential::parse(INTERNAL_TOKEN).expect("a valid credential"), tls: None }
 }
 
 /// A call that acts for `user_id`, with a token signed by [`SECRET`].
