@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): makes sure MariaDB and NATS are running
 # (starting them when installed but stopped), then runs every test of the
-# workspace (`cargo test --workspace`) and, when ../shared/acceptance exists,
-# the black-box acceptance suite against a freshly started standalone server.
+# workspace (`cargo test --workspace`), then, against a freshly started
+# standalone server, the black-box acceptance suite (when ../shared/acceptance
+# exists) and Schemathesis (tests/schemathesis: the server against its own
+# OpenAPI document), and the acceptance suite again against the local cluster.
 #
 #   tests/run.sh                 everything
-#   tests/run.sh --no-acceptance only the cargo tests
+#   tests/run.sh --no-acceptance only the cargo tests (no acceptance, no Schemathesis)
 #   tests/run.sh --services-only only make sure MariaDB and NATS run
 #   TEST_MYSQL_URL=mysql://user:pw@host:3306 tests/run.sh   another MariaDB/MySQL
 set -euo pipefail
@@ -96,9 +98,10 @@ cargo test --workspace --locked
 
 if (( acceptance )); then
     suite="$repo/../shared/acceptance"
+    have_suite=1
     if [[ ! -x "$suite/run.sh" ]]; then
-        say "no acceptance suite at $suite: skipped (it lives beside the repo in shared/)"
-        exit 0
+        say "no acceptance suite at $suite: skipped (it lives beside the repo in shared/); Schemathesis still runs"
+        have_suite=0
     fi
     data="$(mktemp -d)"
     server=""
@@ -110,14 +113,25 @@ if (( acceptance )); then
     trap cleanup EXIT
 
     port="${ACCEPTANCE_PORT:-18000}"
-    say "acceptance 1/2: the standalone server on 127.0.0.1:$port (data in $data)"
+    say "the standalone server on 127.0.0.1:$port (data in $data)"
     DATA_DIR="$data" HOST=127.0.0.1 PORT="$port" METRICS_ADDR=off RUST_LOG=warn "$repo/target/debug/chat-server" >"$data/server.log" 2>&1 &
     server=$!
-    if ! BASE_URL="http://127.0.0.1:$port" "$suite/run.sh" -q; then
-        say "acceptance failed on the standalone server; its log:"; tail -50 "$data/server.log" >&2
-        exit 1
+    if (( have_suite )); then
+        say "acceptance 1/2: the standalone server"
+        if ! BASE_URL="http://127.0.0.1:$port" "$suite/run.sh" -q; then
+            say "acceptance failed on the standalone server; its log:"; tail -50 "$data/server.log" >&2
+            exit 1
+        fi
     fi
+    say "Schemathesis against the standalone server's OpenAPI document (tests/schemathesis/run.sh)"
+    for _ in $(seq 1 40); do curl -fs -o /dev/null "http://127.0.0.1:$port/health" && break; sleep 0.25; done
+    if ! bash "$repo/tests/schemathesis/run.sh" "http://127.0.0.1:$port" >"$data/schemathesis.log" 2>&1; then
+        tail -80 "$data/schemathesis.log" >&2
+        fail "Schemathesis found problems (above)"
+    fi
+    tail -3 "$data/schemathesis.log"
     kill "$server"; wait "$server" 2>/dev/null || true; server=""
+    (( have_suite )) || exit 0
 
     say "acceptance 2/2: the distributed deployment (deploy/local-cluster.sh), two gateway replicas"
     export GATEWAY_PORTS="${ACCEPTANCE_CLUSTER_PORTS:-18001 18002}"

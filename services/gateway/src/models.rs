@@ -67,16 +67,17 @@ impl From<auth_pb::User> for UserPublic {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterBody {
     /// 3–32 characters of `[A-Za-z0-9_.-]`, unique in any case.
-    #[schema(example = "ada")]
+    #[schema(example = "ada", min_length = 3, max_length = 32, pattern = r"^[A-Za-z0-9_.-]{3,32}$")]
     pub username: String,
     /// Unique in any case; stored lowercase.
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
     /// 8–128 characters.
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 8, max_length = 128)]
     pub password: String,
     /// At most 100 characters.
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub full_name: Option<String>,
 }
 
@@ -122,10 +123,13 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> R
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// 1–64 characters, matched case-insensitively in username and full name.
+    #[param(min_length = 1, max_length = 64)]
     pub q: String,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Default 0.
+    #[param(minimum = 0, maximum = 4294967295_i64)]
     pub offset: Option<i64>,
 }
 
@@ -232,24 +236,29 @@ impl From<messages_pb::Message> for Message {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateChatBody {
     pub chat_type: ChatType,
-    /// Required for a group (1–100 characters); ignored for a direct chat.
+    /// Required for a group (1–100 characters, not only whitespace); ignored for a direct chat.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
-    /// Direct: exactly one other user. Group: the other members (duplicates ignored).
+    /// Direct: exactly one other user. Group: the other members (duplicates ignored; at most 99 others).
     #[serde(default)]
+    #[schema(max_items = 1000)]
     pub participant_ids: Vec<i64>,
 }
 
 /// A group's new name.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateChatBody {
-    /// 1–100 characters.
+    /// 1–100 characters, not only whitespace.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
 }
 
 /// Users to add to a group.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddParticipantsBody {
+    /// Users to add (those already in are skipped); the group stays within 100 members.
+    #[schema(max_items = 1000)]
     pub user_ids: Vec<i64>,
 }
 
@@ -264,15 +273,19 @@ pub struct SetAdminBody {
 pub struct SendMessageBody {
     pub chat_id: i64,
     /// 1–10,000 characters (Unicode scalar values), not only whitespace.
+    #[schema(min_length = 1, max_length = 10000, pattern = r"\S")]
     pub content: String,
     /// Idempotency key (≤ 64 characters): a retry returns the original with 200.
     #[serde(default)]
+    #[schema(max_length = 64)]
     pub client_msg_id: Option<String>,
 }
 
 /// A message's new content.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EditMessageBody {
+    /// 1–10,000 characters (Unicode scalar values), not only whitespace.
+    #[schema(min_length = 1, max_length = 10000, pattern = r"\S")]
     pub content: String,
 }
 
@@ -290,8 +303,10 @@ pub struct HistoryPage {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Default 0.
+    #[param(minimum = 0, maximum = 4294967295_i64)]
     pub offset: Option<i64>,
 }
 
@@ -300,10 +315,13 @@ pub struct ListParams {
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// 1–100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// The newest `limit` messages older than this id.
+    /// The newest `limit` messages older than this id. Not with `after` (422).
+    #[param(minimum = 0)]
     pub before: Option<i64>,
-    /// The oldest `limit` messages newer than this id (`0`: from the first).
+    /// The oldest `limit` messages newer than this id (`0`: from the first). Not with `before` (422).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
 }
 

@@ -9,6 +9,12 @@ use utoipa::{
     },
 };
 
+use utoipa::openapi::{
+    ContentBuilder, Ref, RefOr, Response, ResponseBuilder,
+    header::HeaderBuilder,
+    schema::{ObjectBuilder, Type},
+};
+
 use crate::{error, models, routes};
 
 /// Paths anyone may call without a token.
@@ -61,7 +67,7 @@ const PUBLIC_PATHS: &[&str] =
         models::Message,
         models::HistoryPage,
     )),
-    modifiers(&Security),
+    modifiers(&Security, &CommonResponses),
     tags(
         (name = "system", description = "Service information and health"),
         (name = "users", description = "Registration, login, profiles, search"),
@@ -99,6 +105,67 @@ impl Modify for Security {
                     SecurityRequirement::new("bearer", Vec::<String>::new()),
                     SecurityRequirement::new("oauth2", Vec::<String>::new()),
                 ]);
+            }
+        }
+    }
+}
+
+/// Adds the answers every operation of a kind can give, where a route does
+/// not describe them itself: 401 on authenticated routes, 422 (and 413) where
+/// there are parameters or a body, 404 where a path names something, 408,
+/// and 503 with `Retry-After` wherever a service is called.
+struct CommonResponses;
+
+fn error_response(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+}
+
+/// `Retry-After` in whole seconds.
+fn with_retry_after(response: ResponseBuilder) -> Response {
+    let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1));
+    let header = HeaderBuilder::new().schema(seconds).description(Some("Seconds until a retry may succeed"));
+    response.header("Retry-After", header.build()).build()
+}
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut Document) {
+        for (path, item) in &mut openapi.paths.paths {
+            if !path.starts_with("/api/") {
+                continue;
+            }
+            let public = PUBLIC_PATHS.contains(&path.as_str());
+            let names_something = path.contains('{');
+            let operations: [&mut Option<Operation>; 4] =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                let has_input = operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) || names_something;
+                let has_body = operation.request_body.is_some();
+                let responses = &mut operation.responses.responses;
+                let mut add = |code: &str, response: Response| {
+                    responses.entry(code.to_owned()).or_insert(RefOr::T(response));
+                };
+                if !public {
+                    add("401", error_response("Missing, invalid, expired or revoked token").build());
+                }
+                if has_input || has_body {
+                    add("422", error_response("A parameter or a field is invalid (the field is named)").build());
+                }
+                if has_body {
+                    add("413", error_response("The body is over 64 KiB").build());
+                }
+                if names_something {
+                    add("404", error_response("No such chat, message or user").build());
+                }
+                add("408", error_response("Not answered within HTTP_REQUEST_TIMEOUT_SECONDS").build());
+                add("503", with_retry_after(error_response("A service this needs is unavailable; retry")));
+                if let Some(RefOr::T(limited)) = responses.get_mut("429") {
+                    let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1));
+                    let header =
+                        HeaderBuilder::new().schema(seconds).description(Some("Seconds until a retry may succeed"));
+                    limited.headers.insert("Retry-After".to_owned(), header.build());
+                }
             }
         }
     }

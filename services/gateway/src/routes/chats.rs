@@ -137,7 +137,11 @@ pub async fn update(
 #[utoipa::path(
     delete, path = "/api/v1/chats/{chat_id}", tag = "chats",
     params(("chat_id" = i64, Path)),
-    responses((status = 204, description = "Left"), (status = 404, description = "No such chat", body = ErrorBody))
+    responses(
+        (status = 204, description = "Left"),
+        (status = 403, description = "Not a participant", body = ErrorBody),
+        (status = 404, description = "No such chat", body = ErrorBody),
+    )
 )]
 pub async fn leave(
     State(state): State<AppState>,

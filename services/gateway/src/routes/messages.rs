@@ -80,6 +80,7 @@ pub async fn history(
     let (limit, _) = page(params.limit, None, 50)?;
     let cursor = match (params.before, params.after) {
         (Some(_), Some(_)) => return Err(ApiError::invalid("before", "give before or after, not both")),
+        (Some(before), None) if before < 0 => return Err(ApiError::invalid("before", "must be 0 or more")),
         (Some(before), None) => Some(Cursor::BeforeId(before)),
         (None, Some(after)) if after < 0 => return Err(ApiError::invalid("after", "must be 0 or more")),
         (None, Some(after)) => Some(Cursor::AfterId(after)),
