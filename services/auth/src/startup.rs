@@ -23,9 +23,7 @@ pub struct Application {
     local_addr: SocketAddr,
     service: AuthGrpc,
     db: Db,
-    auth: internal_auth::Authenticate,
-    grace: std::time::Duration,
-    tls: Option<grpc_channel::Tls>,
+    serve: grpc_channel::ServeOptions,
 }
 
 impl Application {
@@ -42,17 +40,12 @@ impl Application {
             TokenVerifier::new(&settings.tokens),
             LoginLimits::new(settings.login_limits),
         );
-        let auth = internal_auth::Authenticate::new(settings.security.credential, TokenVerifier::new(&settings.tokens));
-        Ok(Self {
-            listener,
-            metrics,
-            local_addr,
-            service,
-            db,
-            auth,
-            grace: settings.shutdown_grace,
-            tls: settings.security.tls.clone(),
-        })
+        let serve = grpc_channel::ServeOptions::new(
+            &settings.security,
+            TokenVerifier::new(&settings.tokens),
+            settings.shutdown_grace,
+        );
+        Ok(Self { listener, metrics, local_addr, service, db, serve })
     }
 
     /// The address actually bound (the real port when 0 was asked for).
@@ -69,8 +62,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let check = self.db.health_check();
         let server = AuthServiceServer::new(self.service);
-        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace, tls: self.tls };
-        grpc_channel::serve(self.listener, self.metrics, server, options, check, shutdown)
+        grpc_channel::serve(self.listener, self.metrics, server, self.serve, check, shutdown)
             .await
             .context("auth gRPC server failed")
     }

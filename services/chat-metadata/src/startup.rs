@@ -22,9 +22,7 @@ pub struct Application {
     local_addr: SocketAddr,
     service: ChatMetadataGrpc,
     db: Db,
-    auth: internal_auth::Authenticate,
-    grace: std::time::Duration,
-    tls: Option<grpc_channel::Tls>,
+    serve: grpc_channel::ServeOptions,
 }
 
 impl Application {
@@ -37,20 +35,12 @@ impl Application {
         let metrics = grpc_channel::bind_metrics(settings.metrics_addr).await?;
         let auth = AuthServiceClient::new(grpc_channel::lazy(&settings.auth_url, &settings.security)?);
         let service = ChatMetadataGrpc::new(ChatStore::new(db.clone()), auth, events);
-        let auth = internal_auth::Authenticate::new(
-            settings.security.credential,
+        let serve = grpc_channel::ServeOptions::new(
+            &settings.security,
             access_token::TokenVerifier::new(&settings.tokens),
+            settings.shutdown_grace,
         );
-        Ok(Self {
-            listener,
-            metrics,
-            local_addr,
-            service,
-            db,
-            auth,
-            grace: settings.shutdown_grace,
-            tls: settings.security.tls.clone(),
-        })
+        Ok(Self { listener, metrics, local_addr, service, db, serve })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -66,8 +56,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let check = self.db.health_check();
         let server = ChatMetadataServiceServer::new(self.service);
-        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace, tls: self.tls };
-        grpc_channel::serve(self.listener, self.metrics, server, options, check, shutdown)
+        grpc_channel::serve(self.listener, self.metrics, server, self.serve, check, shutdown)
             .await
             .context("chat-metadata gRPC server failed")
     }

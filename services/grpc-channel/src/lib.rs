@@ -210,6 +210,18 @@ pub struct ServeOptions {
     pub tls: Option<Tls>,
 }
 
+impl ServeOptions {
+    /// Calls must carry `security`'s credential; user tokens are checked by
+    /// `verifier`; TLS as `security` says; `grace` after the shutdown signal.
+    pub fn new(security: &Security, verifier: access_token::TokenVerifier, grace: Duration) -> Self {
+        Self {
+            auth: internal_auth::Authenticate::new(security.credential.clone(), verifier),
+            grace,
+            tls: security.tls.clone(),
+        }
+    }
+}
+
 /// Serves one gRPC service (with `grpc.health.v1`, kept up to date by
 /// `check`, and request metrics) on `listener`, and the process's metrics on
 /// `metrics`, until `shutdown` completes; then reports NOT_SERVING at once,

@@ -25,8 +25,9 @@ fn main() {
     let token = TokenIssuer::new(&settings).issue(42, "ada", 0).expect("a token");
     let credential = "an-internal-credential-of-32-characters-or-more";
     let inner = tower::service_fn(|_: http::Request<()>| async { Ok::<_, Infallible>(http::Response::new(())) });
-    let mut server = Authenticate::new(InternalCredential::parse(credential).expect("valid"), TokenVerifier::new(&settings))
-        .layer(inner);
+    let mut server =
+        Authenticate::new(InternalCredential::parse(credential).expect("valid"), TokenVerifier::new(&settings))
+            .layer(inner);
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
     for (what, with_token) in [("credential only", false), ("credential + user token", true)] {
         let started = Instant::now();

@@ -26,9 +26,7 @@ pub struct Application {
     service: MessageStoreGrpc,
     db: Db,
     contents: Arc<dyn ContentStore>,
-    auth: internal_auth::Authenticate,
-    grace: std::time::Duration,
-    tls: Option<grpc_channel::Tls>,
+    serve: grpc_channel::ServeOptions,
 }
 
 impl Application {
@@ -51,21 +49,12 @@ impl Application {
             MembershipCache::listen(settings.membership_ttl, events.bus().clone(), events.subjects()).await;
         let service =
             MessageStoreGrpc::new(MessageStore::new(db.clone()), contents.clone(), metadata, memberships, events);
-        let auth = internal_auth::Authenticate::new(
-            settings.security.credential,
+        let serve = grpc_channel::ServeOptions::new(
+            &settings.security,
             access_token::TokenVerifier::new(&settings.tokens),
+            settings.shutdown_grace,
         );
-        Ok(Self {
-            listener,
-            metrics,
-            local_addr,
-            service,
-            db,
-            contents,
-            auth,
-            grace: settings.shutdown_grace,
-            tls: settings.security.tls.clone(),
-        })
+        Ok(Self { listener, metrics, local_addr, service, db, contents, serve })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -85,8 +74,7 @@ impl Application {
             async move { db.ping().await && contents.ping().await }
         };
         let server = MessageStoreServiceServer::new(self.service);
-        let options = grpc_channel::ServeOptions { auth: self.auth, grace: self.grace, tls: self.tls };
-        grpc_channel::serve(self.listener, self.metrics, server, options, check, shutdown)
+        grpc_channel::serve(self.listener, self.metrics, server, self.serve, check, shutdown)
             .await
             .context("message-store gRPC server failed")
     }
