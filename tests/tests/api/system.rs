@@ -162,3 +162,42 @@ async fn a_grpc_service_serves_its_metrics_on_metrics_addr() {
     );
     let _ = stop.send(true);
 }
+
+#[tokio::test]
+async fn a_grpc_service_says_not_serving_first_when_it_stops_and_exits_within_its_grace() {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let db = sql_pool::testing::TestDatabase::new(sql_pool::Backend::Sqlite, "drain");
+    let mut settings = auth::Settings::from_env_with(db.url.clone(), SECRET.into(), chat_tests::security()).unwrap();
+    settings.grpc_addr = "127.0.0.1:0".parse().unwrap();
+    settings.shutdown_grace = std::time::Duration::from_secs(1);
+    let auth = auth::Application::build(settings).await.unwrap();
+    let url = format!("http://{}", auth.local_addr()).parse().unwrap();
+    let (stop, _) = watch::channel(false);
+    let server = tokio::spawn(auth.run_until_stopped(chat_tests::until(&stop)));
+
+    // A balancer watching the service's health, as it runs.
+    let channel = grpc_channel::lazy(&url, &chat_tests::security()).unwrap();
+    let mut watch =
+        HealthClient::new(channel).watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    let wait = std::time::Duration::from_secs(5);
+    let mut status = tokio::time::timeout(wait, watch.message()).await.unwrap().unwrap().unwrap().status;
+    for _ in 0..20 {
+        if status == ServingStatus::Serving as i32 {
+            break;
+        }
+        status = tokio::time::timeout(wait, watch.message()).await.unwrap().unwrap().unwrap().status;
+    }
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    let stopping = std::time::Instant::now();
+    stop.send(true).unwrap();
+    let next = tokio::time::timeout(wait, watch.message()).await.expect("an answer in time").unwrap().unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32, "NOT_SERVING before anything stops");
+    // The watch is a call in flight that never ends: the grace period bounds the drain.
+    tokio::time::timeout(wait, server).await.expect("stopped").unwrap().unwrap();
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(4),
+        "within its grace of 1 s: {:?}",
+        stopping.elapsed()
+    );
+}
