@@ -130,3 +130,25 @@ async fn only_allowed_origins_may_open_a_socket() {
     assert!(connect(Some("https://app.example.com")).await.is_ok(), "the app's own origin");
     assert!(connect(None).await.is_ok(), "a client that is no browser sends no origin");
 }
+
+#[tokio::test]
+async fn a_password_change_closes_the_users_open_sockets_with_4401() {
+    let app = spawn_deployment().await;
+    let base = app
+        .gateway_with(|settings| {
+            settings.ws.ping_every = Duration::from_secs(1);
+            settings.ws.pong_timeout = Duration::from_secs(30);
+        })
+        .await;
+    let (alice, bob, chat_id) = pair(&app, &base).await;
+    let mut socket = ChatSocket::connect_ready(&base, chat_id, &alice.token, None).await.unwrap();
+    let mut other = ChatSocket::connect_ready(&base, chat_id, &bob.token, None).await.unwrap();
+    let change = json!({"password": "a-brand-new-password", "current_password": alice.password});
+    let response =
+        app.http.put(format!("{base}/api/v1/users/me")).bearer_auth(&alice.token).json(&change).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let closed = socket.expect("never", Duration::from_secs(5)).await.unwrap_err();
+    assert_eq!(closed, Some(chat_tests::ws::Closed::Code(4401)), "the revoked token's socket is closed");
+    other.send(&json!({"type": "ping"})).await.unwrap();
+    assert!(other.expect("pong", WAIT).await.is_ok(), "another user's socket stays");
+}

@@ -264,6 +264,10 @@ async fn run(
                 if last_heard.elapsed() > pong_timeout {
                     return Some((CLOSE_NO_PONG, "no pong within the deadline"));
                 }
+                // A password change since the socket opened revokes its token too (a map lookup, every ping).
+                if state.verifier.versions().current(caller.user_id) > caller.token_version {
+                    return Some((CLOSE_UNAUTHORIZED, "token revoked"));
+                }
                 if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
                     return None;
                 }
