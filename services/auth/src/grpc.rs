@@ -10,7 +10,7 @@ use std::{net::IpAddr, sync::Arc, time::Instant};
 use crate::{
     domain::{Email, FullName, NewUser, Password, SearchQuery, User, Username},
     error::AuthError,
-    login_limits::LoginLimits,
+    login_limits::{Account, LoginLimits},
     password::PasswordHasher,
     store::{UserStore, now_ms},
 };
@@ -86,7 +86,11 @@ impl AuthService for AuthGrpc {
         let address = request.client_addr.parse::<IpAddr>().ok();
         let attempt = self
             .login_limits
-            .attempt(found.as_ref().map(|c| c.user.id), address, Instant::now())
+            .attempt(
+                found.as_ref().map_or(Account::Unknown(&request.username), |c| Account::Known(c.user.id)),
+                address,
+                Instant::now(),
+            )
             .map_err(|retry_after| AuthError::TooManyAttempts { retry_after })?;
         let matched = self.hasher.verify(&request.password, found.as_ref().map(|c| c.password_hash.as_str())).await?;
         let Some(credentials) = found.filter(|c| matched && c.user.is_active) else {
@@ -144,9 +148,15 @@ impl AuthService for AuthGrpc {
                     .current_password
                     .ok_or_else(|| AuthError::invalid("current_password", "is required to change the password"))?;
                 let credentials = self.store.credentials_by_id(id).await?.ok_or(AuthError::NotFound)?;
+                // Checking the current password is a login attempt: it pays like one.
+                let attempt = self
+                    .login_limits
+                    .attempt(Account::Known(id), None, Instant::now())
+                    .map_err(|retry_after| AuthError::TooManyAttempts { retry_after })?;
                 if !self.hasher.verify(&current, Some(&credentials.password_hash)).await? {
                     return Err(AuthError::WrongCurrentPassword.into());
                 }
+                self.login_limits.succeeded(attempt, Instant::now());
                 Some(self.hasher.hash(new.as_str()).await?)
             }
         };
@@ -175,8 +185,8 @@ impl AuthService for AuthGrpc {
         request: Request<pb::ListTokenVersionsRequest>,
     ) -> Result<Response<pb::ListTokenVersionsResponse>, Status> {
         let now = now_ms();
-        let since = request.into_inner().changed_since_ms;
-        let changes = self.store.token_versions_since(since, 1000).await?;
+        let request = request.into_inner();
+        let changes = self.store.token_versions_since(request.changed_since_ms, request.after_user_id, 1000).await?;
         let versions = changes
             .into_iter()
             .map(|change| pb::TokenVersion {

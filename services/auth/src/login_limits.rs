@@ -14,10 +14,15 @@
 //! The tokens are taken *before* the password is checked, so concurrent
 //! attempts cannot exceed the limit, and given back when the password was
 //! right: a user who types it right is never slowed. A login naming no
-//! account pays only the address bucket. The client address comes from the
-//! gateway (`LoginRequest.client_addr`); calls without one share one bucket.
+//! account pays into a bucket of the name it gave (normalised, hashed), so
+//! the limit says nothing about which accounts exist. The client address
+//! comes from the gateway (`LoginRequest.client_addr`), IPv6 counted by its
+//! /64; calls without one share one bucket. A password change's check of the
+//! current password pays like a login (`UpdateUser` has no address: one
+//! bucket per account), so a stolen token cannot guess it at leisure.
 
 use std::{
+    hash::{BuildHasher as _, Hasher as _},
     net::IpAddr,
     time::{Duration, Instant},
 };
@@ -38,11 +43,11 @@ impl LoginLimitSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let rate = |variable: &str, default: f64| -> Result<Rate, ConfigError> {
             let per_minute: f64 = env_config::parsed_or(variable, default)?;
-            if !per_minute.is_finite() || per_minute < 0.0 {
+            if !per_minute.is_finite() || per_minute < 0.0 || (per_minute > 0.0 && per_minute < 1.0) {
                 return Err(ConfigError::invalid(
                     variable,
                     &per_minute.to_string(),
-                    "expected a number ≥ 0 (0: no limit)",
+                    "expected 0 (no limit) or at least 1",
                 ));
             }
             Ok(Rate::per_minute(per_minute))
@@ -54,35 +59,64 @@ impl LoginLimitSettings {
     }
 }
 
+/// What a login names.
+#[derive(Debug, Clone, Copy)]
+pub enum Account<'a> {
+    /// An account that exists.
+    Known(i64),
+    /// A name (or email) no account has, as given.
+    Unknown(&'a str),
+}
+
+/// The per-account bucket's key: the account, or the hash of an unknown name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AccountKey {
+    Id(i64),
+    Name(u64),
+}
+
 /// The two limiters.
 #[derive(Debug)]
 pub struct LoginLimits {
-    per_account: Limiter<(i64, Option<IpAddr>)>,
+    per_account: Limiter<(AccountKey, Option<IpAddr>)>,
     per_address: Limiter<Option<IpAddr>>,
+    /// Keys unknown names (random per process: nobody can aim at a bucket).
+    names: std::collections::hash_map::RandomState,
 }
 
 /// An attempt that has paid; [`LoginLimits::succeeded`] refunds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt {
-    account: Option<i64>,
+    account: AccountKey,
     address: Option<IpAddr>,
 }
 
 impl LoginLimits {
     pub fn new(settings: LoginLimitSettings) -> Self {
-        Self { per_account: Limiter::new(settings.per_account), per_address: Limiter::new(settings.per_address) }
+        Self {
+            per_account: Limiter::new(settings.per_account),
+            per_address: Limiter::new(settings.per_address),
+            names: Default::default(),
+        }
     }
 
-    /// Pays for one attempt at `account` (None: the login names no account)
-    /// from `address`, or says how long until one may be made.
-    pub fn attempt(&self, account: Option<i64>, address: Option<IpAddr>, now: Instant) -> Result<Attempt, Duration> {
-        if let Some(account) = account {
-            self.per_account.take(&(account, address), now)?;
-        }
-        if let Err(wait) = self.per_address.take(&address, now) {
-            if let Some(account) = account {
-                self.per_account.give_back(&(account, address), now);
+    fn key(&self, account: Account<'_>) -> AccountKey {
+        match account {
+            Account::Known(id) => AccountKey::Id(id),
+            Account::Unknown(name) => {
+                let mut hasher = self.names.build_hasher();
+                hasher.write(name.trim().to_lowercase().as_bytes());
+                AccountKey::Name(hasher.finish())
             }
+        }
+    }
+
+    /// Pays for one attempt at `account` from `address`, or says how long until one may be made.
+    pub fn attempt(&self, account: Account<'_>, address: Option<IpAddr>, now: Instant) -> Result<Attempt, Duration> {
+        let (account, address) = (self.key(account), address.map(rate_limit::address_key));
+        self.per_account.take(&(account, address), now)?;
+        if let Err(wait) = self.per_address.take(&address, now) {
+            self.per_account.give_back(&(account, address), now);
             return Err(wait);
         }
         Ok(Attempt { account, address })
@@ -90,9 +124,7 @@ impl LoginLimits {
 
     /// The password was right: the attempt costs nothing.
     pub fn succeeded(&self, attempt: Attempt, now: Instant) {
-        if let Some(account) = attempt.account {
-            self.per_account.give_back(&(account, attempt.address), now);
-        }
+        self.per_account.give_back(&(attempt.account, attempt.address), now);
         self.per_address.give_back(&attempt.address, now);
     }
 }
@@ -117,11 +149,11 @@ mod tests {
         let limits = limits(3.0, 100.0);
         let now = Instant::now();
         for _ in 0..3 {
-            limits.attempt(Some(7), addr(1), now).unwrap();
+            limits.attempt(Account::Known(7), addr(1), now).unwrap();
         }
-        assert!(limits.attempt(Some(7), addr(1), now).is_err(), "the guesser is out of tries");
-        assert!(limits.attempt(Some(7), addr(2), now).is_ok(), "the owner, elsewhere, is not locked out");
-        assert!(limits.attempt(Some(8), addr(1), now).is_ok(), "another account has its own bucket");
+        assert!(limits.attempt(Account::Known(7), addr(1), now).is_err(), "the guesser is out of tries");
+        assert!(limits.attempt(Account::Known(7), addr(2), now).is_ok(), "the owner, elsewhere, is not locked out");
+        assert!(limits.attempt(Account::Known(8), addr(1), now).is_ok(), "another account has its own bucket");
     }
 
     #[test]
@@ -129,23 +161,23 @@ mod tests {
         let limits = limits(10.0, 5.0);
         let now = Instant::now();
         for account in 0..5 {
-            limits.attempt(Some(account), addr(1), now).unwrap();
+            limits.attempt(Account::Known(account), addr(1), now).unwrap();
         }
-        assert!(limits.attempt(Some(99), addr(1), now).is_err());
-        assert!(limits.attempt(None, addr(1), now).is_err(), "unknown accounts count too");
-        assert!(limits.attempt(Some(99), addr(2), now).is_ok());
+        assert!(limits.attempt(Account::Known(99), addr(1), now).is_err());
+        assert!(limits.attempt(Account::Unknown("nobody"), addr(1), now).is_err(), "unknown accounts count too");
+        assert!(limits.attempt(Account::Known(99), addr(2), now).is_ok());
     }
 
     #[test]
     fn a_refused_attempt_costs_the_account_nothing() {
         let limits = limits(2.0, 1.0);
         let now = Instant::now();
-        limits.attempt(Some(1), addr(1), now).unwrap();
-        assert!(limits.attempt(Some(2), addr(1), now).is_err(), "the address is spent");
+        limits.attempt(Account::Known(1), addr(1), now).unwrap();
+        assert!(limits.attempt(Account::Known(2), addr(1), now).is_err(), "the address is spent");
         // Account 2 from address 1 still has both its tries once the address refills.
         let later = now + Duration::from_secs(60);
-        limits.attempt(Some(2), addr(1), later).unwrap();
-        limits.attempt(Some(2), addr(3), later).unwrap();
+        limits.attempt(Account::Known(2), addr(1), later).unwrap();
+        limits.attempt(Account::Known(2), addr(3), later).unwrap();
     }
 
     #[test]
@@ -153,16 +185,37 @@ mod tests {
         let limits = limits(1.0, 1.0);
         let now = Instant::now();
         for _ in 0..10 {
-            let attempt = limits.attempt(Some(1), addr(1), now).unwrap();
+            let attempt = limits.attempt(Account::Known(1), addr(1), now).unwrap();
             limits.succeeded(attempt, now);
         }
+    }
+
+    #[test]
+    fn unknown_names_have_buckets_like_accounts_so_limits_reveal_nothing() {
+        let limits = limits(2.0, 100.0);
+        let now = Instant::now();
+        for _ in 0..2 {
+            limits.attempt(Account::Unknown("ghost"), addr(1), now).unwrap();
+        }
+        assert!(limits.attempt(Account::Unknown(" GHOST "), addr(1), now).is_err(), "the same name, as auth reads it");
+        assert!(limits.attempt(Account::Unknown("someone-else"), addr(1), now).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_host_cannot_rotate_through_its_64() {
+        let limits = limits(2.0, 100.0);
+        let now = Instant::now();
+        let v6 = |last: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]));
+        limits.attempt(Account::Known(7), v6(1), now).unwrap();
+        limits.attempt(Account::Known(7), v6(2), now).unwrap();
+        assert!(limits.attempt(Account::Known(7), v6(3), now).is_err());
     }
 
     #[test]
     fn off_is_no_limit() {
         let limits = LoginLimits::new(LoginLimitSettings::OFF);
         for _ in 0..1000 {
-            limits.attempt(Some(1), addr(1), Instant::now()).unwrap();
+            limits.attempt(Account::Known(1), addr(1), Instant::now()).unwrap();
         }
     }
 }

@@ -101,21 +101,28 @@ impl PasswordHasher {
     }
 
     /// Runs `work` off the runtime in working memory of the hasher's own.
+    ///
+    /// The permit and the memory go with the blocking work, not with this
+    /// future: a caller that goes away mid-hash (a dropped request) does not
+    /// free its permit while the hash still runs, and the memory returns to
+    /// the pool when the hash ends, whoever waits for it.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, AuthError> {
-        let _permit = self.permits.acquire().await.context("password hasher closed")?;
-        // With a permit there is a free array, or fewer arrays than permits: never more arrays than permits.
-        let mut memory =
-            self.memory.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_else(|| blocks_for(&params()));
-        let (result, memory) = tokio::task::spawn_blocking(move || {
+        let permit = self.permits.clone().acquire_owned().await.context("password hasher closed")?;
+        let pool = self.memory.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            // With a permit there is a free array, or fewer arrays than permits: never more arrays than permits.
+            let mut memory =
+                pool.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_else(|| blocks_for(&params()));
             let result = work(&mut memory);
-            (result, memory)
+            pool.lock().unwrap_or_else(PoisonError::into_inner).push(memory);
+            drop(permit);
+            result
         })
         .await
         .context("password hashing task failed")?;
-        self.memory.lock().unwrap_or_else(PoisonError::into_inner).push(memory);
         Ok(result?)
     }
 
@@ -193,6 +200,23 @@ mod tests {
         let mut memory = Vec::new();
         assert!(verify_in(&mut memory, "pw", "$argon2id$v=19$m=19456,t=2,p=1$bm9zYWx0$").is_err());
         assert!(verify_in(&mut memory, "pw", "plaintext").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_goes_away_mid_hash_keeps_its_permit_busy_until_the_hash_ends() {
+        let hasher = PasswordHasher::new(1).unwrap();
+        let hash = hasher.hash("pw").await.unwrap();
+        // Dropped as soon as its hash has started: the hash runs on, and so its permit stays taken.
+        let abandoned = hasher.verify("pw", Some(&hash));
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(1), abandoned).await;
+        assert_eq!(hasher.permits.available_permits(), 0, "the abandoned hash still holds its permit");
+        for _ in 0..4 {
+            let gone = hasher.verify("pw", Some(&hash));
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(1), gone).await;
+        }
+        assert!(hasher.verify("pw", Some(&hash)).await.unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(hasher.memories(), 1, "one permit, one array, however many callers left early");
     }
 
     #[tokio::test]

@@ -196,14 +196,23 @@ impl UserStore {
         self.by_id(id).await?.ok_or(AuthError::NotFound)
     }
 
-    /// The token versions that moved at or after `since_ms`, oldest first (at most `limit`).
+    /// The token versions that moved after the cursor `(since_ms, after_user_id)`
+    /// (at `since_ms` only above that user), in cursor order (at most `limit`).
     #[tracing::instrument(skip(self))]
-    pub async fn token_versions_since(&self, since_ms: i64, limit: u32) -> Result<Vec<TokenVersionChange>, AuthError> {
+    pub async fn token_versions_since(
+        &self,
+        since_ms: i64,
+        after_user_id: i64,
+        limit: u32,
+    ) -> Result<Vec<TokenVersionChange>, AuthError> {
         let rows = sqlx::query(
             "SELECT id, token_version, tokens_changed_at_ms FROM users \
-             WHERE tokens_changed_at_ms >= ? ORDER BY tokens_changed_at_ms LIMIT ?",
+             WHERE tokens_changed_at_ms >= ? AND (tokens_changed_at_ms > ? OR id > ?) \
+             ORDER BY tokens_changed_at_ms, id LIMIT ?",
         )
         .bind(since_ms)
+        .bind(since_ms)
+        .bind(after_user_id)
         .bind(i64::from(limit))
         .fetch_all(&self.db.pool)
         .await?;

@@ -145,7 +145,7 @@ impl Application {
         // The sockets get most of what is left; requests in flight the rest.
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         tracing::info!("closing sockets with 1012, finishing requests in flight");
-        self.state.hub.drain(left.mul_f64(0.8)).await;
+        let _ = tokio::time::timeout_at(deadline, self.state.hub.drain(left.mul_f64(0.8))).await;
         let _ = stop_http.send(());
         match tokio::time::timeout_at(deadline, &mut server).await {
             Ok(result) => result.context("gateway server task failed"),

@@ -162,6 +162,18 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     }
 }
 
+/// The key of a client address: IPv4 as it is, IPv6 by its /64 (one host
+/// usually holds a whole /64, so single addresses would be free to rotate).
+pub fn address_key(address: std::net::IpAddr) -> std::net::IpAddr {
+    match address {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
+    }
+}
+
 /// `Retry-After` in whole seconds (at least 1).
 pub fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs_f64().ceil().max(1.0) as u64
@@ -259,6 +271,20 @@ mod tests {
         // Once the old buckets have refilled, pruning makes room.
         assert_eq!(limiter.take(&99, now + Duration::from_secs(120)), Ok(()));
         assert_eq!(limiter.len(), 1);
+    }
+
+    #[test]
+    fn addresses_are_keyed_by_host_v4_and_by_slash_64_v6() {
+        let key = |text: &str| address_key(text.parse().unwrap()).to_string();
+        let cases = [
+            ("203.0.113.7", "203.0.113.7"),
+            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::"),
+            ("2001:db8:1:2::1", "2001:db8:1:2::"),
+            ("::ffff:198.51.100.1", "198.51.100.1"),
+        ];
+        for (address, expected) in cases {
+            assert_eq!(key(address), expected, "{address}");
+        }
     }
 
     #[test]

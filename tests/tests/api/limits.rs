@@ -173,3 +173,19 @@ fn uuid_like() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(1);
     format!("{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
+
+#[tokio::test]
+async fn guessing_the_current_password_of_a_password_change_is_limited_like_a_login() {
+    let app = spawn_deployment().await;
+    let victim = app.user("stolen").await;
+    let guess = |n: usize| {
+        let body = json!({"password": "a-brand-new-password", "current_password": format!("guess-{n}-xyz")});
+        app.http.put(app.url("/api/v1/users/me")).bearer_auth(&victim.token).json(&body).send()
+    };
+    for n in 0..LOGIN_FAILURES {
+        assert_eq!(guess(n).await.unwrap().status(), 400, "a wrong current password");
+    }
+    let limited = guess(LOGIN_FAILURES).await.unwrap();
+    assert_eq!(limited.status(), 429, "the thief with a stolen token is slowed like a guesser");
+    assert!(limited.headers().contains_key("retry-after"));
+}

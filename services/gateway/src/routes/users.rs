@@ -39,7 +39,11 @@ pub async fn register(
     ClientAddr(client): ClientAddr,
     AppJson(body): AppJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<UserPrivate>), ApiError> {
-    state.limits.registrations.take(&client, Instant::now()).map_err(ApiError::rate_limited)?;
+    state
+        .limits
+        .registrations
+        .take(&rate_limit::address_key(client), Instant::now())
+        .map_err(ApiError::rate_limited)?;
     let request = pb::RegisterRequest {
         username: body.username,
         email: body.email,
@@ -130,6 +134,7 @@ pub async fn me(State(state): State<AppState>, caller: AuthUser) -> Result<Json<
     responses(
         (status = 200, description = "Changed. A new password revokes every token issued before: log in again", body = UserPrivate),
         (status = 400, description = "Wrong current password", body = ErrorBody),
+        (status = 429, description = "Too many wrong current passwords for this account (LOGIN_FAILURES_PER_MINUTE); see Retry-After", body = ErrorBody),
         (status = 409, description = "Email already registered", body = ErrorBody),
         (status = 422, description = "Invalid or unknown field", body = ErrorBody),
     )

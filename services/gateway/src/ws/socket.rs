@@ -213,10 +213,12 @@ async fn run(
                     // The hub let go of this socket: it says why on `close`.
                     return Some(why_closed(close.code()));
                 };
-                // A client that stops reading blocks this write; the hub's close signal still ends it.
+                // A client that stops reading blocks this write; the hub's close signal (any code) still
+                // ends it. Biased: a write that can finish (a participant_removed before its 4403) does.
                 tokio::select! {
+                    biased;
                     written = write(sink, &outbound, &mut last_message_id) => if !written { return None },
-                    () = close.closed_with(CLOSE_TRY_AGAIN) => return Some(why_closed(Some(CLOSE_TRY_AGAIN))),
+                    code = close.closed() => return Some(why_closed(Some(code))),
                 }
             }
             code = close.closed() => {
