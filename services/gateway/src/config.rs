@@ -62,6 +62,9 @@ pub struct Settings {
     /// Where `/metrics` is served (`METRICS_ADDR`; the distributed binary's
     /// default `0.0.0.0:9100`, `off`: nowhere). Never on the public port.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Whether a `metrics_addr` that cannot be bound is only warned about (a
+    /// default the operator did not choose) instead of stopping the start.
+    pub metrics_optional: bool,
     /// `HTTP_HEADER_TIMEOUT_SECONDS` (default 10): how long a client may take to send a request's headers.
     pub header_timeout: std::time::Duration,
     /// `HTTP_REQUEST_TIMEOUT_SECONDS` (default 30): how long a request may take before it is answered 408.
@@ -144,6 +147,7 @@ impl Settings {
             shutdown_delay: std::time::Duration::from_secs(env_config::parsed_or("SHUTDOWN_DELAY_SECONDS", 0)?),
             ws: WsSettings::from_env()?,
             metrics_addr: None,
+            metrics_optional: false,
             header_timeout: seconds_at_least_1("HTTP_HEADER_TIMEOUT_SECONDS", 10)?,
             request_timeout: seconds_at_least_1("HTTP_REQUEST_TIMEOUT_SECONDS", 30)?,
         })

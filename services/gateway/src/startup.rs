@@ -101,7 +101,13 @@ impl Application {
             grace: settings.shutdown_grace,
             delay: settings.shutdown_delay,
             header_timeout: settings.header_timeout,
-            metrics: grpc_channel::bind_metrics(settings.metrics_addr).await?,
+            metrics: match grpc_channel::bind_metrics(settings.metrics_addr).await {
+                Err(error) if settings.metrics_optional => {
+                    tracing::warn!(%error, "no /metrics: its default port is taken (set METRICS_ADDR)");
+                    None
+                }
+                bound => bound?,
+            },
         })
     }
 

@@ -54,8 +54,10 @@ impl Settings {
         let mut messages = message_store::Settings::from_env_with(database_url, sql, secret.clone(), security.clone())?;
         messages.grpc_addr = loopback;
         let mut gateway = gateway::Settings::from_env_with(secret, security)?;
-        // Every service's metrics, on an admin listener of loopback by default.
+        // Every service's metrics, on an admin listener of loopback by default;
+        // a default port that is taken (node_exporter's is 9100 too) only costs the metrics.
         gateway.metrics_addr = env_config::listen_addr_or_off("METRICS_ADDR", "127.0.0.1:9100".parse()?)?;
+        gateway.metrics_optional = env_config::string("METRICS_ADDR").is_none();
         Ok(Self { auth, metadata, messages, gateway, subjects: event_bus::Subjects::from_env()? })
     }
 }
