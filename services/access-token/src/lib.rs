@@ -234,13 +234,8 @@ impl TokenVerifier {
         }
     }
 
-    /// A verifier that also refuses tokens older than `versions` knows of their user.
-    pub fn with_versions(mut self, versions: TokenVersions) -> Self {
-        self.versions = versions;
-        self
-    }
-
-    /// The versions this verifier checks against.
+    /// The versions this verifier (and every clone of it) checks against:
+    /// tokens older than what they know of their user are refused.
     pub fn versions(&self) -> &TokenVersions {
         &self.versions
     }
@@ -353,8 +348,8 @@ mod tests {
     #[test]
     fn a_token_older_than_its_users_version_is_revoked() {
         let settings = settings(SECRET, Algorithm::HS256);
-        let versions = TokenVersions::default();
-        let verifier = TokenVerifier::new(&settings).with_versions(versions.clone());
+        let verifier = TokenVerifier::new(&settings);
+        let versions = verifier.versions().clone();
         let issuer = TokenIssuer::new(&settings);
         let (old, other_user) = (issuer.issue(7, "u", 0).unwrap(), issuer.issue(8, "v", 0).unwrap());
         assert!(verifier.verify(&old).is_ok());

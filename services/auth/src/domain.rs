@@ -137,6 +137,12 @@ pub struct User {
     pub last_seen_ms: Option<i64>,
 }
 
+/// How a login's username or email names its account: trimmed and lowercase
+/// (the store looks it up so, and the failed-login limits count it so).
+pub fn login_key(username_or_email: &str) -> String {
+    username_or_email.trim().to_lowercase()
+}
+
 /// A registration, parsed.
 #[derive(Debug, Clone)]
 pub struct NewUser {

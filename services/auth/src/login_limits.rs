@@ -105,7 +105,7 @@ impl LoginLimits {
             Account::Known(id) => AccountKey::Id(id),
             Account::Unknown(name) => {
                 let mut hasher = self.names.build_hasher();
-                hasher.write(name.trim().to_lowercase().as_bytes());
+                hasher.write(crate::domain::login_key(name).as_bytes());
                 AccountKey::Name(hasher.finish())
             }
         }

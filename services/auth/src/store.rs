@@ -112,7 +112,7 @@ impl UserStore {
     /// The user with this username (any case) or, when it has an `@`, this email.
     #[tracing::instrument(skip(self))]
     pub async fn credentials(&self, username_or_email: &str) -> Result<Option<Credentials>, AuthError> {
-        let key = username_or_email.trim().to_lowercase();
+        let key = crate::domain::login_key(username_or_email);
         let column = if key.contains('@') { "email" } else { "username_lower" };
         let sql = format!("SELECT {USER_COLUMNS}, password_hash, token_version FROM users WHERE {column} = ?");
         let row = sqlx::query(&sql).bind(key).fetch_optional(&self.db.pool).await?;

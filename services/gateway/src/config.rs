@@ -87,15 +87,12 @@ pub struct WsSettings {
 
 impl WsSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let ping: u64 = env_config::parsed_or("WS_PING_SECONDS", 30)?;
-        let pong: u64 = env_config::parsed_or("WS_PONG_TIMEOUT_SECONDS", 60)?;
-        if ping == 0 {
-            return Err(ConfigError::invalid("WS_PING_SECONDS", "0", "expected at least 1 second"));
-        }
+        let ping = seconds_at_least_1("WS_PING_SECONDS", 30)?;
+        let pong = seconds_at_least_1("WS_PONG_TIMEOUT_SECONDS", 60)?;
         if pong < ping {
             return Err(ConfigError::invalid(
                 "WS_PONG_TIMEOUT_SECONDS",
-                &pong.to_string(),
+                &pong.as_secs().to_string(),
                 "must be at least WS_PING_SECONDS",
             ));
         }
@@ -106,11 +103,7 @@ impl WsSettings {
                 .filter(|origin| !origin.is_empty())
                 .collect()
         });
-        Ok(Self {
-            ping_every: std::time::Duration::from_secs(ping),
-            pong_timeout: std::time::Duration::from_secs(pong),
-            allowed_origins,
-        })
+        Ok(Self { ping_every: ping, pong_timeout: pong, allowed_origins })
     }
 
     /// Whether a browser at `origin` may open a socket.

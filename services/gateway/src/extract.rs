@@ -58,7 +58,7 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 /// (up to [`DRAIN_LIMIT_BYTES`], for up to [`DRAIN_TIME`]) before the 413 goes
 /// out: a server that answers and closes while the client is still sending
 /// resets the connection, and the client never reads the answer.
-pub async fn body_bytes(request: Request, _state: &AppState) -> Result<Bytes, ApiError> {
+pub async fn body_bytes(request: Request) -> Result<Bytes, ApiError> {
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
     let mut body = request.into_body().into_data_stream();
@@ -94,8 +94,8 @@ pub struct AppJson<T>(pub T);
 impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bytes = body_bytes(request, state).await?;
+    async fn from_request(request: Request, _state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(request).await?;
         parse_json(&bytes).map(Self)
     }
 }

@@ -6,9 +6,9 @@ use std::{sync::LazyLock, time::Instant};
 
 use axum::{
     extract::{MatchedPath, Request},
-    http::{Method, header},
+    http::Method,
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use telemetry::metrics::{Counter, EncodeLabelSet, Family, Gauge, LatencyFamily, latency_family, register};
 
@@ -102,9 +102,8 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /metrics`: Prometheus text of this process (in the standalone server,
-/// of all four services).
-pub async fn serve() -> impl IntoResponse {
+/// Registers the gateway's metrics with the process's registry (before the
+/// first request, so that a scrape sees them at zero).
+pub fn register_now() {
     LazyLock::force(&METRICS);
-    ([(header::CONTENT_TYPE, telemetry::metrics::CONTENT_TYPE)], telemetry::metrics::render())
 }

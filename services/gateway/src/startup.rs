@@ -128,11 +128,8 @@ impl Application {
     /// other replicas are told this one is gone, and requests in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr, "gateway listening");
-        let metrics = self.metrics.map(|listener| {
-            let router = Router::new().route("/metrics", get(metrics::serve));
-            tracing::info!(addr = ?listener.local_addr(), "metrics at /metrics");
-            tokio::spawn(async move { axum::serve(listener, router).await })
-        });
+        metrics::register_now();
+        let metrics = self.metrics.map(|listener| tokio::spawn(grpc_channel::serve_metrics(listener)));
         let _stop_metrics = AbortOnDrop(metrics);
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = crate::http_server::serve(self.listener, self.router, self.header_timeout, async {

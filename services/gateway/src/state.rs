@@ -1,6 +1,6 @@
 //! What every handler shares: the service clients and the token verifier.
 
-use access_token::{TokenVerifier, TokenVersions};
+use access_token::TokenVerifier;
 use chat_proto::{
     auth::auth_service_client::AuthServiceClient, messages::message_store_service_client::MessageStoreServiceClient,
     metadata::chat_metadata_service_client::ChatMetadataServiceClient,
@@ -63,7 +63,7 @@ impl AppState {
         let auth = grpc_channel::lazy(&urls.auth, security)?;
         let metadata = grpc_channel::lazy(&urls.metadata, security)?;
         let messages = grpc_channel::lazy(&urls.messages, security)?;
-        let verifier = TokenVerifier::new(&settings.tokens).with_versions(TokenVersions::default());
+        let verifier = TokenVerifier::new(&settings.tokens);
         let versions_task = tokio::spawn(crate::token_versions::follow(
             AuthServiceClient::new(auth.clone()),
             verifier.versions().clone(),

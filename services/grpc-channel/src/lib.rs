@@ -248,6 +248,7 @@ where
 {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health_task = report_health(reporter.clone(), S::NAME, check);
+    let stop_health = health_task.abort_handle();
     tracing::info!(addr = %listener.local_addr()?, service = S::NAME, "gRPC service listening");
     let metrics_task = metrics.map(|metrics| tokio::spawn(serve_metrics(metrics)));
     let (stopping, mut stopped) = tokio::sync::watch::channel(false);
@@ -288,6 +289,7 @@ where
             Ok(())
         }
     };
+    stop_health.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }

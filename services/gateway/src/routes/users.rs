@@ -81,7 +81,7 @@ pub async fn login(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
-    let bytes = body_bytes(request, &state).await?;
+    let bytes = body_bytes(request).await?;
     let body: LoginBody = if is_form {
         let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(&bytes));
         serde_path_to_error::deserialize(deserializer).map_err(|error| {
