@@ -13,8 +13,9 @@ use chat_proto::{
 };
 use grpc_channel::{GrpcChannel, Security};
 
-use event_bus::{EventPublisher, NatsBus, Subjects};
+use event_bus::{NatsBus, Subjects};
 use gateway::{config::ServiceUrls, limits::LimitSettings};
+use outbox::{Delivery, StreamSettings};
 use secrecy::SecretString;
 use sql_pool::{Backend, testing::TestDatabase};
 use tokio::sync::watch;
@@ -74,7 +75,24 @@ pub struct TestDeployment {
 impl Drop for TestDeployment {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        delete_stream(&self.nats_url, &self.subjects);
     }
+}
+
+/// Deletes the events stream of a test's subjects (every test prefix makes
+/// one), on a runtime of its own: a test's runtime may be ending.
+pub fn delete_stream(nats_url: &str, subjects: &Subjects) {
+    let (url, name) = (nats_url.to_owned(), outbox::stream::name(subjects));
+    let deleted = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+        runtime.block_on(async {
+            let client =
+                tokio::time::timeout(std::time::Duration::from_secs(2), async_nats::connect(url)).await.ok()?.ok()?;
+            let deleted = async_nats::jetstream::new(client).delete_stream(&name).await;
+            Some(deleted.is_ok())
+        })
+    });
+    let _ = deleted.join();
 }
 
 /// A future that completes when `stop` says so.
@@ -111,7 +129,8 @@ pub async fn spawn_deployment_with(backend: Backend, nats_url: &str) -> TestDepl
     let (stop, _) = watch::channel(false);
     let subjects = Subjects::new(unique_prefix("deploy")).expect("a valid prefix");
     let bus = NatsBus::connect(nats_url, "chat-tests").await.expect("NATS is reachable (tests/run.sh starts it)");
-    let events = EventPublisher::new(Arc::new(bus.clone()), subjects.clone());
+    // As deployed: every change through the services' outboxes into JetStream.
+    let delivery = Delivery::jetstream(bus.clone(), subjects.clone(), StreamSettings::default());
 
     let mut settings =
         auth::Settings::from_env_with(db.url.clone(), SecretString::from(SECRET), security()).expect("settings");
@@ -126,7 +145,7 @@ pub async fn spawn_deployment_with(backend: Backend, nats_url: &str) -> TestDepl
         .expect("settings");
     settings.grpc_addr = loopback();
     settings.auth_url = auth_url.clone();
-    let metadata = chat_metadata::Application::build(settings, events.clone()).await.expect("chat-metadata starts");
+    let metadata = chat_metadata::Application::build(settings, delivery.clone()).await.expect("chat-metadata starts");
     let metadata_url = url_of(metadata.local_addr());
     tokio::spawn(metadata.run_until_stopped(until(&stop)));
 
@@ -139,7 +158,7 @@ pub async fn spawn_deployment_with(backend: Backend, nats_url: &str) -> TestDepl
     .expect("settings");
     settings.grpc_addr = loopback();
     settings.metadata_url = metadata_url.clone();
-    let messages = message_store::Application::build(settings, events).await.expect("message-store starts");
+    let messages = message_store::Application::build(settings, delivery).await.expect("message-store starts");
     let messages_url = url_of(messages.local_addr());
     tokio::spawn(messages.run_until_stopped(until(&stop)));
 
@@ -231,6 +250,11 @@ pub struct TestUser {
 impl TestDeployment {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// What stops this deployment's servers (for servers a test adds to it).
+    pub fn stop_signal(&self) -> &watch::Sender<bool> {
+        &self.stop
     }
 
     /// Another gateway replica in front of the same services.
@@ -355,6 +379,13 @@ impl TestDeployment {
         row.try_get::<i64, _>("is_active").expect("a flag") != 0
     }
 
+    /// The `n` of a `SELECT COUNT(*) AS n ...` straight from the database.
+    pub async fn db_count(&self, sql: &str) -> i64 {
+        use sqlx::Row as _;
+        let db = sql_pool::Db::connect(&self.db.url, &sql_pool::PoolSettings::default()).await.expect("the database");
+        sqlx::query(sql).fetch_one(&db.pool).await.expect("a count").try_get("n").expect("a number")
+    }
+
     /// How many rows of the SQL content store hold this content id.
     pub async fn db_content_rows(&self, content_like: &str) -> i64 {
         use sqlx::Row as _;
@@ -376,31 +407,99 @@ impl TestDeployment {
 
     /// A gateway process with these further variables.
     pub fn gateway_process_with(&self, replica: &str, env: &[(&str, &str)]) -> GatewayProcess {
-        let binary = built_binary("gateway");
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port();
-        let child = std::process::Command::new(binary)
-            .env_clear()
-            .env("SECRET_KEY", SECRET)
-            .env("INTERNAL_TOKEN", INTERNAL_TOKEN)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("AUTH_GRPC_URL", self.services.auth.as_str())
-            .env("METADATA_GRPC_URL", self.services.metadata.as_str())
-            .env("MESSAGES_GRPC_URL", self.services.messages.as_str())
-            .env("NATS_URL", &self.nats_url)
-            .env("NATS_SUBJECT_PREFIX", self.subjects.prefix())
-            .env("GATEWAY_REPLICA", replica)
-            .env("MESSAGE_RATE_PER_SECOND", "0")
-            .env("REGISTRATIONS_PER_MINUTE", "0")
-            .env("METRICS_ADDR", "off")
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("the gateway binary starts");
-        GatewayProcess { child, base_url: format!("http://127.0.0.1:{port}") }
+        let port = free_port();
+        let mut variables = vec![
+            ("SECRET_KEY", SECRET.to_owned()),
+            ("INTERNAL_TOKEN", INTERNAL_TOKEN.to_owned()),
+            ("HOST", "127.0.0.1".to_owned()),
+            ("PORT", port.to_string()),
+            ("AUTH_GRPC_URL", self.services.auth.to_string()),
+            ("METADATA_GRPC_URL", self.services.metadata.to_string()),
+            ("MESSAGES_GRPC_URL", self.services.messages.to_string()),
+            ("NATS_URL", self.nats_url.clone()),
+            ("NATS_SUBJECT_PREFIX", self.subjects.prefix().to_owned()),
+            ("GATEWAY_REPLICA", replica.to_owned()),
+            ("MESSAGE_RATE_PER_SECOND", "0".to_owned()),
+            ("REGISTRATIONS_PER_MINUTE", "0".to_owned()),
+            ("METRICS_ADDR", "off".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        variables.extend(env.iter().map(|(name, value)| (*name, (*value).to_owned())));
+        ServiceProcess::spawn("gateway", &variables, format!("http://127.0.0.1:{port}"))
+    }
+
+    /// message-store as a process of its own on `port` (so a test can kill it
+    /// and start it again on the same address), on this deployment's
+    /// database, chat-metadata and NATS, with SQL content.
+    pub fn message_store_process(&self, port: u16) -> ServiceProcess {
+        let variables = [
+            ("SECRET_KEY", SECRET.to_owned()),
+            ("INTERNAL_TOKEN", INTERNAL_TOKEN.to_owned()),
+            ("DATABASE_URL", self.db.url.to_string()),
+            ("CONTENT_STORE", "sql".to_owned()),
+            ("MESSAGES_GRPC_ADDR", format!("127.0.0.1:{port}")),
+            ("METADATA_GRPC_URL", self.services.metadata.to_string()),
+            ("NATS_URL", self.nats_url.clone()),
+            ("NATS_SUBJECT_PREFIX", self.subjects.prefix().to_owned()),
+            ("METRICS_ADDR", "off".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        ServiceProcess::spawn("message-store", &variables, format!("http://127.0.0.1:{port}"))
+    }
+}
+
+/// A free port on loopback (free when asked: bind it soon).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port()
+}
+
+/// One event as the JetStream stream keeps it.
+#[derive(Debug, Clone)]
+pub struct StreamedEvent {
+    /// Its `Nats-Msg-Id`.
+    pub msg_id: String,
+    pub subject: String,
+    pub event: chat_proto::events::ChatEvent,
+}
+
+/// Everything in the events stream of `subjects` on the NATS server at `nats_url`, oldest first.
+pub async fn read_stream(nats_url: &str, subjects: &Subjects) -> Vec<StreamedEvent> {
+    use prost::Message as _;
+    let client = async_nats::connect(nats_url).await.expect("NATS is reachable");
+    let jetstream = async_nats::jetstream::new(client);
+    let Ok(stream) = jetstream.get_stream(outbox::stream::name(subjects)).await else { return Vec::new() };
+    let state = stream.get_info().await.expect("the stream's info").state;
+    let mut events = Vec::new();
+    for sequence in state.first_sequence..=state.last_sequence {
+        if state.messages == 0 {
+            break;
+        }
+        let message = stream.get_raw_message(sequence).await.expect("a stored message");
+        events.push(StreamedEvent {
+            msg_id: message.headers.get("Nats-Msg-Id").map(|id| id.to_string()).unwrap_or_default(),
+            subject: message.subject.to_string(),
+            event: chat_proto::events::ChatEvent::decode(message.payload).expect("a ChatEvent"),
+        });
+    }
+    events
+}
+
+/// Waits (up to `within`) until the events stream holds at least `count`
+/// events, and a moment more for any that should not be there; then all of them.
+pub async fn await_stream(
+    nats_url: &str,
+    subjects: &Subjects,
+    count: usize,
+    within: std::time::Duration,
+) -> Vec<StreamedEvent> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let events = read_stream(nats_url, subjects).await;
+        if events.len() >= count || tokio::time::Instant::now() >= deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            return read_stream(nats_url, subjects).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -416,13 +515,51 @@ pub fn built_binary(name: &str) -> std::path::PathBuf {
     binary
 }
 
-/// A gateway running as a child process; killed when dropped.
-pub struct GatewayProcess {
+/// A gateway running as a child process.
+pub type GatewayProcess = ServiceProcess;
+
+/// A binary of this workspace running as a child process; killed when dropped.
+pub struct ServiceProcess {
     child: std::process::Child,
     pub base_url: String,
 }
 
-impl GatewayProcess {
+impl ServiceProcess {
+    /// Starts the built binary `name` with only these variables.
+    pub fn spawn(name: &str, variables: &[(&str, String)], base_url: String) -> Self {
+        let child = std::process::Command::new(built_binary(name))
+            .env_clear()
+            .envs(variables.iter().map(|(name, value)| (*name, value.as_str())))
+            .envs(std::env::var("TEST_PROCESS_LOG").ok().map(|filter| ("RUST_LOG", filter)))
+            .current_dir(std::env::temp_dir())
+            // TEST_LOG=1 shows what the processes log, as it does the test's own.
+            .stdout(if std::env::var_os("TEST_LOG").is_some() {
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            })
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            })
+            .spawn()
+            .unwrap_or_else(|error| panic!("the {name} binary starts: {error}"));
+        Self { child, base_url }
+    }
+
+    /// Waits until it answers gRPC health checks as serving.
+    pub async fn ready_grpc(&self) {
+        let url = Url::parse(&self.base_url).expect("a URL");
+        for _ in 0..100 {
+            if grpc_channel::is_serving(grpc_channel::lazy(&url, &security()).expect("a channel")).await {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the process at {} never served gRPC", self.base_url);
+    }
+
     /// Waits until it answers `/health` with 200.
     pub async fn ready(&self) {
         let http = reqwest::Client::new();
@@ -432,7 +569,7 @@ impl GatewayProcess {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!("the gateway process at {} never became healthy", self.base_url);
+        panic!("the process at {} never became healthy", self.base_url);
     }
 
     /// SIGTERM, as Kubernetes stops a pod: the process drains and exits by itself.
@@ -463,17 +600,19 @@ impl GatewayProcess {
     }
 }
 
-impl Drop for GatewayProcess {
+impl Drop for ServiceProcess {
     fn drop(&mut self) {
         self.kill();
     }
 }
 
-/// A `nats-server` of the test's own, on a free port, that the test may stop and restart.
+/// A `nats-server` of the test's own, on a free port, with JetStream (its
+/// store survives a restart), that the test may stop and restart.
 pub struct NatsProcess {
     child: Option<std::process::Child>,
     pub port: u16,
     args: Vec<String>,
+    store: std::path::PathBuf,
 }
 
 impl NatsProcess {
@@ -486,7 +625,8 @@ impl NatsProcess {
         let port =
             std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("an address").port();
         let args = args.iter().map(|arg| (*arg).to_owned()).collect();
-        let mut nats = Self { child: None, port, args };
+        let store = std::env::temp_dir().join(format!("chat-test-nats-{}-{port}", std::process::id()));
+        let mut nats = Self { child: None, port, args, store };
         nats.restart();
         nats
     }
@@ -506,7 +646,8 @@ impl NatsProcess {
     pub fn restart(&mut self) {
         self.stop();
         let child = std::process::Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.store)
             .args(&self.args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -526,5 +667,6 @@ impl NatsProcess {
 impl Drop for NatsProcess {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.store);
     }
 }

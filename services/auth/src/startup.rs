@@ -21,9 +21,8 @@ pub struct Application {
     listener: TcpListener,
     metrics: Option<TcpListener>,
     local_addr: SocketAddr,
-    service: AuthGrpc,
+    server: grpc_channel::GrpcServer<AuthServiceServer<AuthGrpc>>,
     db: Db,
-    serve: grpc_channel::ServeOptions,
 }
 
 impl Application {
@@ -40,17 +39,23 @@ impl Application {
             TokenVerifier::new(&settings.tokens),
             LoginLimits::new(settings.login_limits),
         );
-        let serve = grpc_channel::ServeOptions::new(
+        let options = grpc_channel::ServeOptions::new(
             &settings.security,
             TokenVerifier::new(&settings.tokens),
             settings.shutdown_grace,
         );
-        Ok(Self { listener, metrics, local_addr, service, db, serve })
+        let server = grpc_channel::GrpcServer::new(AuthServiceServer::new(service), options);
+        Ok(Self { listener, metrics, local_addr, server, db })
     }
 
     /// The address actually bound (the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The service for calls from this process (the standalone server), through the same layers.
+    pub fn in_process(&self) -> grpc_channel::InProcess {
+        self.server.in_process()
     }
 
     /// Where `/metrics` is served, if anywhere.
@@ -61,9 +66,6 @@ impl Application {
     /// Serves gRPC (with `grpc.health.v1`) until `shutdown` completes.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let check = self.db.health_check();
-        let server = AuthServiceServer::new(self.service);
-        grpc_channel::serve(self.listener, self.metrics, server, self.serve, check, shutdown)
-            .await
-            .context("auth gRPC server failed")
+        self.server.serve(self.listener, self.metrics, check, shutdown).await.context("auth gRPC server failed")
     }
 }

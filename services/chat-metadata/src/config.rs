@@ -23,6 +23,8 @@ pub struct Settings {
     pub database_url: Url,
     pub pool: PoolSettings,
     pub auth_url: Url,
+    /// The auth service of this process, called without a socket (the standalone server).
+    pub auth_in_process: Option<grpc_channel::InProcess>,
     /// How forwarded user tokens are verified.
     pub tokens: TokenSettings,
     /// The internal credential calls must carry.
@@ -57,6 +59,7 @@ impl Settings {
             pool: PoolSettings::default(),
             auth_url: env_config::url("AUTH_GRPC_URL", &["http", "https"])?
                 .unwrap_or_else(|| Url::parse(DEFAULT_AUTH_URL).expect("valid default")),
+            auth_in_process: None,
             tokens: TokenSettings::from_env(secret)?,
             security,
             shutdown_grace: shutdown::grace_from_env()?,

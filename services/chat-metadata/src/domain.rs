@@ -5,6 +5,20 @@ use crate::error::MetadataError;
 /// The most members a group may have, its creator included.
 pub const MAX_GROUP_MEMBERS: usize = 100;
 
+/// The chats a batch of membership checks moves: for each check
+/// `(chat, touch_at_ms, is_participant)` that asks to touch (time > 0) and
+/// is a participant's, the chat's latest such time; by chat id.
+pub fn touches(checks: &[(i64, i64, bool)]) -> Vec<(i64, i64)> {
+    let mut latest = std::collections::BTreeMap::new();
+    for (chat_id, at_ms, is_participant) in checks {
+        if *at_ms > 0 && *is_participant {
+            let at = latest.entry(*chat_id).or_insert(*at_ms);
+            *at = (*at).max(*at_ms);
+        }
+    }
+    latest.into_iter().collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChatType {
     Direct,
@@ -90,6 +104,25 @@ pub fn distinct_ids(ids: &[i64]) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_of_checks_touches_each_participants_chat_once_at_its_latest_time() {
+        type Case = (&'static str, Vec<(i64, i64, bool)>, Vec<(i64, i64)>);
+        let cases: Vec<Case> = vec![
+            ("no checks", vec![], vec![]),
+            ("a read touches nothing", vec![(1, 0, true)], vec![]),
+            ("an outsider's send touches nothing", vec![(1, 500, false)], vec![]),
+            ("one send", vec![(1, 500, true)], vec![(1, 500)]),
+            (
+                "the latest time per chat, chats in id order",
+                vec![(2, 700, true), (1, 500, true), (2, 600, true), (1, 900, false)],
+                vec![(1, 500), (2, 700)],
+            ),
+        ];
+        for (name, checks, expected) in cases {
+            assert_eq!(touches(&checks), expected, "{name}");
+        }
+    }
 
     #[test]
     fn a_pair_has_one_direct_key_in_either_order() {

@@ -3,16 +3,14 @@
 
 use chat_proto::{
     auth::{GetUsersRequest, auth_service_client::AuthServiceClient},
-    events::{ChatEvent, ParticipantChange, chat_event::Kind},
     metadata::{self as pb, chat_metadata_service_server::ChatMetadataService},
 };
-use event_bus::EventPublisher;
 use grpc_channel::GrpcChannel;
 use internal_auth::acting;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{Chat, ChatType, GroupName, MAX_GROUP_MEMBERS, Member, Participant, distinct_ids},
+    domain::{Chat, ChatType, GroupName, MAX_GROUP_MEMBERS, Member, Participant, distinct_ids, touches},
     error::MetadataError,
     store::ChatStore,
 };
@@ -23,8 +21,10 @@ type Result<T> = std::result::Result<T, MetadataError>;
 pub struct ChatMetadataGrpc {
     store: ChatStore,
     auth: AuthServiceClient<GrpcChannel>,
-    events: EventPublisher,
 }
+
+/// The most checks one `CheckMemberships` call may carry.
+const MAX_CHECKS: usize = 1024;
 
 fn now_ms() -> i64 {
     event_bus::now_ms()
@@ -82,8 +82,8 @@ impl Access {
 }
 
 impl ChatMetadataGrpc {
-    pub fn new(store: ChatStore, auth: AuthServiceClient<GrpcChannel>, events: EventPublisher) -> Self {
-        Self { store, auth, events }
+    pub fn new(store: ChatStore, auth: AuthServiceClient<GrpcChannel>) -> Self {
+        Self { store, auth }
     }
 
     /// The chat, if `caller_id` is one of its participants.
@@ -123,14 +123,6 @@ impl ChatMetadataGrpc {
             .collect())
     }
 
-    async fn announce(&self, chat_id: i64, added: bool, user_ids: &[i64], by_user_id: i64) {
-        for user_id in user_ids {
-            let change = ParticipantChange { user_id: *user_id, by_user_id };
-            let kind = if added { Kind::ParticipantAdded(change) } else { Kind::ParticipantRemoved(change) };
-            self.events.membership_event(ChatEvent { chat_id, at_ms: now_ms(), kind: Some(kind) }).await;
-        }
-    }
-
     async fn create(&self, caller_id: i64, request: pb::CreateChatRequest) -> Result<pb::CreateChatResponse> {
         let ids = distinct_ids(&request.participant_ids);
         if ids.iter().any(|id| *id <= 0) {
@@ -148,9 +140,7 @@ impl ChatMetadataGrpc {
                     return Err(MetadataError::Rule("a direct chat needs another user than yourself".into()));
                 }
                 let members = self.members(&[caller_id, other]).await?;
-                let (chat, created, added) =
-                    self.store.find_or_create_direct(&members[0], &members[1], now_ms()).await?;
-                self.announce(chat.id, true, &added, caller_id).await;
+                let (chat, created, _) = self.store.find_or_create_direct(&members[0], &members[1], now_ms()).await?;
                 Ok(pb::CreateChatResponse { chat: Some(chat.into()), created })
             }
             Ok(pb::ChatType::Group) => {
@@ -164,8 +154,6 @@ impl ChatMetadataGrpc {
                 let mut members = self.members(&[&[caller_id][..], &others].concat()).await?;
                 let creator = members.remove(0);
                 let chat = self.store.create_group(&name, &creator, &members, now_ms()).await?;
-                let everyone: Vec<i64> = chat.participants.iter().map(|p| p.user_id).collect();
-                self.announce(chat.id, true, &everyone, caller_id).await;
                 Ok(pb::CreateChatResponse { chat: Some(chat.into()), created: true })
             }
             _ => Err(MetadataError::invalid("chat_type", "must be \"direct\" or \"group\"")),
@@ -184,10 +172,9 @@ impl ChatMetadataGrpc {
         }
         // Removing someone else takes an admin, checked again under the chat's lock.
         let admin = (from_group && user_id != caller_id).then_some(caller_id);
-        if !self.store.remove(chat_id, user_id, admin).await? {
+        if !self.store.remove(chat_id, user_id, admin, caller_id).await? {
             return Err(MetadataError::NotFound("that user is not a participant of this chat".into()));
         }
-        self.announce(chat_id, false, &[user_id], caller_id).await;
         Ok(())
     }
 }
@@ -270,8 +257,7 @@ impl ChatMetadataService for ChatMetadataGrpc {
             return Err(MetadataError::Rule(format!("a group has at most {MAX_GROUP_MEMBERS} members")).into());
         }
         let members = self.members(&ids).await?;
-        let added = self.store.add(request.chat_id, &members, now_ms(), caller_id).await?;
-        self.announce(request.chat_id, true, &added, caller_id).await;
+        self.store.add(request.chat_id, &members, now_ms(), caller_id).await?;
         let chat = self.store.chat(request.chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
         Ok(Response::new(pb::ParticipantList { participants: chat.participants.into_iter().map(Into::into).collect() }))
     }
@@ -319,7 +305,7 @@ impl ChatMetadataService for ChatMetadataGrpc {
         let request = request.into_inner();
         let (chat_exists, participant) = self.store.membership(request.chat_id, request.user_id).await?;
         if request.touch_at_ms > 0 && participant.is_some() {
-            self.store.touch(request.chat_id, request.touch_at_ms).await?;
+            self.store.touch(&[(request.chat_id, request.touch_at_ms)]).await?;
         }
         Ok(Response::new(pb::Membership {
             chat_exists,
@@ -328,13 +314,32 @@ impl ChatMetadataService for ChatMetadataGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
-    async fn touch_chat(
+    #[tracing::instrument(skip_all, fields(checks))]
+    async fn check_memberships(
         &self,
-        request: Request<pb::TouchChatRequest>,
-    ) -> std::result::Result<Response<pb::TouchChatResponse>, Status> {
-        let request = request.into_inner();
-        self.store.touch(request.chat_id, request.at_ms).await?;
-        Ok(Response::new(pb::TouchChatResponse {}))
+        request: Request<pb::CheckMembershipsRequest>,
+    ) -> std::result::Result<Response<pb::CheckMembershipsResponse>, Status> {
+        let checks = request.into_inner().checks;
+        tracing::Span::current().record("checks", checks.len());
+        if checks.len() > MAX_CHECKS {
+            return Err(MetadataError::invalid("checks", format!("at most {MAX_CHECKS} per call")).into());
+        }
+        let pairs: Vec<(i64, i64)> = checks.iter().map(|check| (check.chat_id, check.user_id)).collect();
+        let found = self.store.memberships(&pairs).await?;
+        let asked: Vec<(i64, i64, bool)> = checks
+            .iter()
+            .zip(&found)
+            .map(|(check, found)| (check.chat_id, check.touch_at_ms, found.participant.is_some()))
+            .collect();
+        self.store.touch(&touches(&asked)).await?;
+        let memberships = found
+            .into_iter()
+            .map(|found| pb::Membership {
+                chat_exists: found.chat_exists,
+                is_participant: found.participant.is_some(),
+                is_admin: found.participant == Some(true),
+            })
+            .collect();
+        Ok(Response::new(pb::CheckMembershipsResponse { memberships }))
     }
 }

@@ -1,7 +1,5 @@
 //! The chat-metadata service binary (distributed deployment).
 
-use std::sync::Arc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     env_config::load_dotenv();
@@ -21,8 +19,8 @@ async fn main() -> std::process::ExitCode {
     };
     let result = async {
         let (bus, subjects) = event_bus::nats_from_env("chat-metadata").await?;
-        let events = event_bus::EventPublisher::new(Arc::new(bus), subjects);
-        chat_metadata::Application::build(settings, events).await?.run_until_stopped(shutdown::signal()).await
+        let delivery = outbox::Delivery::jetstream(bus, subjects, outbox::StreamSettings::from_env()?);
+        chat_metadata::Application::build(settings, delivery).await?.run_until_stopped(shutdown::signal()).await
     };
     match result.await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -3,8 +3,11 @@
 //! locks the chat's row, so concurrent changes to one chat apply one at a time
 //! (the 100-member cap and the last-admin rule cannot be raced).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use chat_proto::events::{ChatEvent, ParticipantChange, chat_event::Kind};
+use event_bus::{Outbound, Subjects};
+use outbox::EventSink;
 use sql_pool::Db;
 use sqlx::{Any, Row, Transaction, any::AnyRow};
 
@@ -53,14 +56,56 @@ fn placeholders(count: usize) -> String {
     vec!["?"; count].join(", ")
 }
 
-#[derive(Debug, Clone)]
+/// Chats and participants; a membership change is announced with the
+/// change: its events are staged in the same transaction
+/// ([`EventSink::stage`], the outbox) and go out once it commits.
+#[derive(Clone)]
 pub struct ChatStore {
     db: Db,
+    sink: EventSink,
+    subjects: Subjects,
+}
+
+/// Whether a chat exists, and whether (and as what) a user is in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub chat_exists: bool,
+    /// `Some(is_admin)` for a participant.
+    pub participant: Option<bool>,
 }
 
 impl ChatStore {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, sink: EventSink, subjects: Subjects) -> Self {
+        Self { db, sink, subjects }
+    }
+
+    /// Stages the events of users added to or removed from a chat in the
+    /// change's transaction; hand them to [`ChatStore::announce`] once it commits.
+    async fn stage_membership(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        chat_id: i64,
+        added: bool,
+        user_ids: &[i64],
+        by_user_id: i64,
+    ) -> Result<Vec<Outbound>> {
+        let (trace, at_ms) = (telemetry::propagation::current_trace(), event_bus::now_ms());
+        let events: Vec<Outbound> = user_ids
+            .iter()
+            .flat_map(|user_id| {
+                let change = ParticipantChange { user_id: *user_id, by_user_id };
+                let kind = if added { Kind::ParticipantAdded(change) } else { Kind::ParticipantRemoved(change) };
+                let event = ChatEvent { chat_id, at_ms, kind: Some(kind), ..ChatEvent::default() };
+                self.subjects.membership_event(&event, trace.clone())
+            })
+            .collect();
+        self.sink.stage(tx, &events).await?;
+        Ok(events)
+    }
+
+    /// Publishes the events of a committed change.
+    async fn announce(&self, events: Vec<Outbound>) {
+        self.sink.committed(events).await;
     }
 
     pub fn db(&self) -> &Db {
@@ -204,12 +249,15 @@ impl ChatStore {
         let mut members = vec![(creator, true)];
         members.extend(others.iter().map(|member| (member, false)));
         Self::insert_participants(&mut tx, chat_id, &members, now_ms).await?;
+        let everyone: Vec<i64> = members.iter().map(|(member, _)| member.user_id).collect();
+        let events = self.stage_membership(&mut tx, chat_id, true, &everyone, creator.user_id).await?;
         tx.commit().await?;
+        self.announce(events).await;
         self.chat(chat_id).await?.ok_or_else(|| anyhow::anyhow!("chat {chat_id} vanished after its creation").into())
     }
 
-    /// The pair's direct chat, created if there is none. Returns the chat,
-    /// whether it was created, and who was (re-)added to it.
+    /// The pair's direct chat, created if there is none (`a` asks). Returns
+    /// the chat, whether it was created, and who was (re-)added to it.
     #[tracing::instrument(skip_all, fields(a = a.user_id, b = b.user_id))]
     pub async fn find_or_create_direct(&self, a: &Member, b: &Member, now_ms: i64) -> Result<(Chat, bool, Vec<i64>)> {
         let key = direct_key(a.user_id, b.user_id);
@@ -221,7 +269,7 @@ impl ChatStore {
                 .await?;
             if let Some(row) = existing {
                 let chat_id: i64 = row.try_get("id")?;
-                let added = self.rejoin(chat_id, &[a, b], now_ms).await?;
+                let added = self.rejoin(chat_id, &[a, b], now_ms, a.user_id).await?;
                 let chat = self.chat(chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
                 return Ok((chat, false, added));
             }
@@ -237,7 +285,9 @@ impl ChatStore {
                 Err(error) => return Err(error.into()),
             };
             Self::insert_participants(&mut tx, chat_id, &[(a, false), (b, false)], now_ms).await?;
+            let events = self.stage_membership(&mut tx, chat_id, true, &[a.user_id, b.user_id], a.user_id).await?;
             tx.commit().await?;
+            self.announce(events).await;
             let chat = self.chat(chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
             return Ok((chat, true, vec![a.user_id, b.user_id]));
         }
@@ -245,15 +295,18 @@ impl ChatStore {
     }
 
     /// Makes these users participants again (a direct chat one of them left) and the chat active.
-    async fn rejoin(&self, chat_id: i64, members: &[&Member], now_ms: i64) -> Result<Vec<i64>> {
+    async fn rejoin(&self, chat_id: i64, members: &[&Member], now_ms: i64, by: i64) -> Result<Vec<i64>> {
         let mut tx = self.lock_chat(chat_id).await?;
         let current = Self::member_ids(&mut tx, chat_id).await?;
         let missing: Vec<(&Member, bool)> =
             members.iter().filter(|member| !current.contains(&member.user_id)).map(|member| (*member, false)).collect();
         Self::insert_participants(&mut tx, chat_id, &missing, now_ms).await?;
         sqlx::query("UPDATE chats SET is_active = 1 WHERE id = ?").bind(chat_id).execute(&mut *tx).await?;
+        let added: Vec<i64> = missing.iter().map(|(member, _)| member.user_id).collect();
+        let events = self.stage_membership(&mut tx, chat_id, true, &added, by).await?;
         tx.commit().await?;
-        Ok(missing.iter().map(|(member, _)| member.user_id).collect())
+        self.announce(events).await;
+        Ok(added)
     }
 
     async fn member_ids(tx: &mut Transaction<'static, Any>, chat_id: i64) -> Result<Vec<i64>> {
@@ -312,16 +365,19 @@ impl ChatStore {
             )));
         }
         Self::insert_participants(&mut tx, chat_id, &new, now_ms).await?;
+        let added: Vec<i64> = new.iter().map(|(member, _)| member.user_id).collect();
+        let events = self.stage_membership(&mut tx, chat_id, true, &added, by).await?;
         tx.commit().await?;
-        Ok(new.iter().map(|(member, _)| member.user_id).collect())
+        self.announce(events).await;
+        Ok(added)
     }
 
     /// Removes a participant. If they were the last admin, the longest-standing
     /// remaining member becomes admin; if nobody is left, the chat becomes
     /// inactive. `false` when they were not a participant. With `admin`,
-    /// only if that user is an admin now.
+    /// only if that user is an admin now. `by` asked for it.
     #[tracing::instrument(skip(self))]
-    pub async fn remove(&self, chat_id: i64, user_id: i64, admin: Option<i64>) -> Result<bool> {
+    pub async fn remove(&self, chat_id: i64, user_id: i64, admin: Option<i64>, by: i64) -> Result<bool> {
         let mut tx = self.lock_chat(chat_id).await?;
         Self::require_admin(&mut tx, chat_id, admin).await?;
         let row = sqlx::query("SELECT is_admin FROM participants WHERE chat_id = ? AND user_id = ?")
@@ -356,7 +412,9 @@ impl ChatStore {
                 tracing::info!(chat_id, successor, "the last admin left; the longest-standing member is admin now");
             }
         }
+        let events = self.stage_membership(&mut tx, chat_id, false, &[user_id], by).await?;
         tx.commit().await?;
+        self.announce(events).await;
         Ok(true)
     }
 
@@ -392,15 +450,59 @@ impl ChatStore {
         Ok(participant)
     }
 
-    /// Moves the chat's `updated_at` forward to `at_ms` (never back).
-    #[tracing::instrument(skip(self))]
-    pub async fn touch(&self, chat_id: i64, at_ms: i64) -> Result<()> {
-        sqlx::query("UPDATE chats SET updated_at_ms = ? WHERE id = ? AND updated_at_ms < ?")
-            .bind(at_ms)
-            .bind(chat_id)
-            .bind(at_ms)
-            .execute(&self.db.pool)
-            .await?;
+    /// Moves each chat's `updated_at` forward to its time (never back), in
+    /// one transaction, chats in id order (two callers never wait on each other in a cycle).
+    #[tracing::instrument(skip_all, fields(chats = touches.len()))]
+    pub async fn touch(&self, touches: &[(i64, i64)]) -> Result<()> {
+        if touches.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.pool.begin().await?;
+        for (chat_id, at_ms) in touches {
+            sqlx::query("UPDATE chats SET updated_at_ms = ? WHERE id = ? AND updated_at_ms < ?")
+                .bind(*at_ms)
+                .bind(*chat_id)
+                .bind(*at_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// The memberships of many `(chat, user)` pairs, in order, in one query.
+    #[tracing::instrument(skip_all, fields(pairs = pairs.len()))]
+    pub async fn memberships(&self, pairs: &[(i64, i64)]) -> Result<Vec<Found>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chats: HashSet<i64> = pairs.iter().map(|(chat_id, _)| *chat_id).collect();
+        let users: HashSet<i64> = pairs.iter().map(|(_, user_id)| *user_id).collect();
+        let sql = format!(
+            "SELECT c.id AS chat_id, p.user_id AS user_id, p.is_admin AS is_admin \
+             FROM chats c LEFT JOIN participants p ON p.chat_id = c.id AND p.user_id IN ({}) WHERE c.id IN ({})",
+            placeholders(users.len()),
+            placeholders(chats.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for user_id in &users {
+            query = query.bind(*user_id);
+        }
+        for chat_id in &chats {
+            query = query.bind(*chat_id);
+        }
+        let mut existing = HashSet::new();
+        let mut participants = HashMap::new();
+        for row in query.fetch_all(&self.db.pool).await? {
+            let chat_id: i64 = row.try_get("chat_id")?;
+            existing.insert(chat_id);
+            if let Some(user_id) = row.try_get::<Option<i64>, _>("user_id")? {
+                participants.insert((chat_id, user_id), row.try_get::<i64, _>("is_admin")? != 0);
+            }
+        }
+        Ok(pairs
+            .iter()
+            .map(|pair| Found { chat_exists: existing.contains(&pair.0), participant: participants.get(pair).copied() })
+            .collect())
     }
 }

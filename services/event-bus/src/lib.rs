@@ -9,10 +9,8 @@
 mod local;
 mod nats;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use chat_proto::events::{ChatEvent, TypingEvent};
+use chat_proto::events::ChatEvent;
 use futures::{StreamExt as _, stream::BoxStream};
 use prost::Message as _;
 use telemetry::propagation::TracePairs;
@@ -135,52 +133,38 @@ impl Subjects {
     }
 }
 
-/// Publishes chat events; what the services hold.
-#[derive(Clone)]
-pub struct EventPublisher {
-    bus: Arc<dyn Bus>,
-    subjects: Subjects,
+/// An event on its way to the bus: what a service stages in its outbox with
+/// the change it announces, and publishes once that change is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// Unique per event (a UUID): the JetStream `Nats-Msg-Id`, and the payload's `event_id`.
+    pub id: String,
+    pub subject: String,
+    pub payload: Bytes,
+    /// The trace context of the request that made the change.
+    pub trace: TracePairs,
 }
 
-impl EventPublisher {
-    pub fn new(bus: Arc<dyn Bus>, subjects: Subjects) -> Self {
-        Self { bus, subjects }
+impl Subjects {
+    /// A chat event, given a fresh id, for the chat's events subject.
+    pub fn chat_event(&self, event: &ChatEvent, trace: TracePairs) -> Outbound {
+        let id = uuid::Uuid::new_v4().to_string();
+        let payload = ChatEvent { event_id: id.clone(), ..event.clone() }.encode_to_vec().into();
+        Outbound { id, subject: self.events(event.chat_id), payload, trace }
     }
 
-    pub fn subjects(&self) -> &Subjects {
-        &self.subjects
-    }
-
-    pub fn bus(&self) -> &Arc<dyn Bus> {
-        &self.bus
-    }
-
-    /// Publishes on the chat's events subject. A failure is logged, not
-    /// returned: the change is already durable, and subscribers backfill.
-    pub async fn chat_event(&self, event: ChatEvent) {
-        let subject = self.subjects.events(event.chat_id);
-        let (payload, trace) = (Bytes::from(event.encode_to_vec()), telemetry::propagation::current_trace());
-        if let Err(error) = self.bus.publish_traced(subject.clone(), payload, trace).await {
-            tracing::warn!(%error, subject, "cannot publish a chat event");
-        }
-    }
-
-    /// Publishes a membership change on the chat's events subject (for its
-    /// sockets) and on the membership subject (for membership caches).
-    pub async fn membership_event(&self, event: ChatEvent) {
-        let subject = self.subjects.membership();
-        if let Err(error) = self.bus.publish(subject.clone(), Bytes::from(event.encode_to_vec())).await {
-            tracing::warn!(%error, subject, "cannot publish a membership event");
-        }
-        self.chat_event(event).await;
-    }
-
-    /// Publishes on the chat's typing subject (best effort).
-    pub async fn typing(&self, event: TypingEvent) {
-        let subject = self.subjects.typing(event.chat_id);
-        if let Err(error) = self.bus.publish(subject.clone(), Bytes::from(event.encode_to_vec())).await {
-            tracing::debug!(%error, subject, "cannot publish a typing event");
-        }
+    /// A membership change: for the chat's sockets (its events subject) and
+    /// for membership caches (the membership subject), under one event id
+    /// (the second copy's `Nats-Msg-Id` is the id with `.membership` after it).
+    pub fn membership_event(&self, event: &ChatEvent, trace: TracePairs) -> [Outbound; 2] {
+        let for_chat = self.chat_event(event, trace.clone());
+        let for_caches = Outbound {
+            id: format!("{}.membership", for_chat.id),
+            subject: self.membership(),
+            payload: for_chat.payload.clone(),
+            trace,
+        };
+        [for_chat, for_caches]
     }
 }
 
@@ -212,6 +196,21 @@ mod tests {
         let subjects = Subjects::new("test-1.a").unwrap();
         assert_eq!(subjects.events(42), "test-1.a.chat.42.events");
         assert_eq!(subjects.typing(42), "test-1.a.chat.42.typing");
+    }
+
+    #[test]
+    fn an_outbound_event_carries_its_id_in_the_payload() {
+        let subjects = Subjects::new("t").unwrap();
+        let event = ChatEvent { chat_id: 7, at_ms: 1, ..ChatEvent::default() };
+        let outbound = subjects.chat_event(&event, TracePairs::new());
+        assert_eq!(outbound.subject, "t.chat.7.events");
+        let decoded = ChatEvent::decode(outbound.payload.clone()).unwrap();
+        assert_eq!(decoded.event_id, outbound.id);
+        assert_ne!(subjects.chat_event(&event, TracePairs::new()).id, outbound.id, "every event its own id");
+        let [for_chat, for_caches] = subjects.membership_event(&event, TracePairs::new());
+        assert_eq!((for_chat.subject.as_str(), for_caches.subject.as_str()), ("t.chat.7.events", "t.membership"));
+        assert_eq!(for_caches.id, format!("{}.membership", for_chat.id));
+        assert_eq!(for_chat.payload, for_caches.payload);
     }
 
     #[test]

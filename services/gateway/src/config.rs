@@ -21,6 +21,15 @@ pub struct ServiceUrls {
     pub messages: Url,
 }
 
+/// The services of this process, called without a socket (the standalone
+/// server); a service not given here is reached at its URL.
+#[derive(Debug, Clone, Default)]
+pub struct LocalServices {
+    pub auth: Option<grpc_channel::InProcess>,
+    pub metadata: Option<grpc_channel::InProcess>,
+    pub messages: Option<grpc_channel::InProcess>,
+}
+
 impl ServiceUrls {
     pub fn from_env() -> Result<Self, ConfigError> {
         let url = |variable: &str, default: &str| -> Result<Url, ConfigError> {
@@ -40,6 +49,7 @@ pub struct Settings {
     /// `HOST:PORT`; port 0 picks a free port.
     pub http_addr: SocketAddr,
     pub services: ServiceUrls,
+    pub local_services: LocalServices,
     pub tokens: TokenSettings,
     /// `DEBUG`: more detail in logs (never in responses).
     pub debug: bool,
@@ -130,6 +140,7 @@ impl Settings {
         Ok(Self {
             http_addr: SocketAddr::new(host, port),
             services: ServiceUrls::from_env()?,
+            local_services: LocalServices::default(),
             tokens: TokenSettings::from_env(secret)?,
             debug: env_config::flag("DEBUG", false)?,
             replica: env_config::string("GATEWAY_REPLICA").unwrap_or_else(default_replica_name),

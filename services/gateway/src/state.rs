@@ -59,10 +59,10 @@ impl AppState {
     /// Clients for every service; they connect lazily, so the gateway starts
     /// while a service is down and answers 503 until it is back.
     pub async fn new(settings: &Settings, bus: Arc<dyn Bus>, subjects: Subjects) -> anyhow::Result<Self> {
-        let (urls, security) = (&settings.services, &settings.security);
-        let auth = grpc_channel::lazy(&urls.auth, security)?;
-        let metadata = grpc_channel::lazy(&urls.metadata, security)?;
-        let messages = grpc_channel::lazy(&urls.messages, security)?;
+        let (urls, local, security) = (&settings.services, &settings.local_services, &settings.security);
+        let auth = grpc_channel::channel(&urls.auth, local.auth.as_ref(), security)?;
+        let metadata = grpc_channel::channel(&urls.metadata, local.metadata.as_ref(), security)?;
+        let messages = grpc_channel::channel(&urls.messages, local.messages.as_ref(), security)?;
         let verifier = TokenVerifier::new(&settings.tokens);
         let versions_task = tokio::spawn(crate::token_versions::follow(
             AuthServiceClient::new(auth.clone()),

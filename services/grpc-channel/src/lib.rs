@@ -5,17 +5,25 @@
 //! UNAVAILABLE, which the edges turn into 503.
 
 mod metered;
+mod transport;
 
 use std::time::Duration;
 
 use tonic::{
     service::{Interceptor, interceptor::InterceptedService},
-    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig},
+    transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig},
 };
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::{
+    pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+        health_server::HealthServer,
+    },
+    server::HealthService,
+};
 use url::Url;
 
 pub use internal_auth::InternalCredential;
+pub use transport::{InProcess, Transport};
 
 /// How long one call to another service may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,7 +119,22 @@ impl Interceptor for Propagate {
 }
 
 /// A channel to another service that carries the credential and the trace context.
-pub type GrpcChannel = InterceptedService<Channel, Propagate>;
+pub type GrpcChannel = InterceptedService<Transport, Propagate>;
+
+/// The channel to a service: in process when it runs in this one (`local`,
+/// the standalone server), else [`lazy`] to `url`.
+pub fn channel(url: &Url, local: Option<&InProcess>, security: &Security) -> anyhow::Result<GrpcChannel> {
+    match local {
+        Some(local) => Ok(in_process(local.clone(), security)),
+        None => lazy(url, security),
+    }
+}
+
+/// A channel to a service of this process: calls pass its layers as they
+/// would over the network (the credential is checked), without a socket.
+pub fn in_process(service: InProcess, security: &Security) -> GrpcChannel {
+    InterceptedService::new(Transport::InProcess(service), Propagate { credential: security.credential.clone() })
+}
 
 /// A channel to `url` that connects on first use and after every outage;
 /// over TLS when the URL is `https://`.
@@ -132,7 +155,7 @@ pub fn lazy(url: &Url, security: &Security) -> anyhow::Result<GrpcChannel> {
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(InterceptedService::new(channel, Propagate { credential: security.credential.clone() }))
+    Ok(InterceptedService::new(Transport::Network(channel), Propagate { credential: security.credential.clone() }))
 }
 
 /// Whether the service behind `channel` answers `grpc.health.v1` as serving.
@@ -222,18 +245,16 @@ impl ServeOptions {
     }
 }
 
-/// Serves one gRPC service (with `grpc.health.v1`, kept up to date by
-/// `check`, and request metrics) on `listener`, and the process's metrics on
-/// `metrics`, until `shutdown` completes; then reports NOT_SERVING at once,
-/// lets calls in flight finish and stops within the grace period.
-pub async fn serve<S, F, Fut>(
-    listener: tokio::net::TcpListener,
-    metrics: Option<tokio::net::TcpListener>,
+/// One gRPC service with its `grpc.health.v1` and the layers every call
+/// passes (the internal credential, metrics): served on a listener
+/// ([`GrpcServer::serve`]), and callable in this process ([`GrpcServer::in_process`]).
+pub struct GrpcServer<S> {
     service: S,
     options: ServeOptions,
-    check: F,
-    shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()>
+    reporter: tonic_health::server::HealthReporter,
+}
+
+impl<S> GrpcServer<S>
 where
     S: tower_service::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
         + tonic::server::NamedService
@@ -243,55 +264,83 @@ where
         + 'static,
     S::Response: axum::response::IntoResponse,
     S::Future: Send + 'static,
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = bool> + Send,
 {
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    let health_task = report_health(reporter.clone(), S::NAME, check);
-    let stop_health = health_task.abort_handle();
-    tracing::info!(addr = %listener.local_addr()?, service = S::NAME, "gRPC service listening");
-    let metrics_task = metrics.map(|metrics| tokio::spawn(serve_metrics(metrics)));
-    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-    let drain = async move {
-        shutdown.await;
-        let _ = stopping.send(true);
-        // Health first, so that probes and balancers stop sending calls here.
-        health_task.abort();
-        reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-        reporter.set_service_status(S::NAME, tonic_health::ServingStatus::NotServing).await;
-        tracing::info!(service = S::NAME, "draining: NOT_SERVING, finishing calls in flight");
-    };
-    let grace = options.grace;
-    let out_of_time = async move {
-        let _ = stopped.wait_for(|stopping| *stopping).await;
-        tokio::time::sleep(grace).await;
-    };
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &options.tls {
-        builder = builder.tls_config(tls.server_config())?;
-        tracing::info!(mutual = tls.ca.is_some(), "gRPC over TLS");
+    pub fn new(service: S, options: ServeOptions) -> Self {
+        Self { service, options, reporter: tonic_health::server::HealthReporter::new() }
     }
-    let server = builder
-        .trace_fn(|request| {
-            let span = tracing::info_span!("grpc", path = %request.uri().path());
-            telemetry::propagation::continue_trace(&span, request.headers());
-            span
-        })
-        .layer(metered::MeteredLayer)
-        .layer(options.auth)
-        .add_service(health_service)
-        .add_service(service)
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), drain);
-    let result = tokio::select! {
-        result = server => result.map_err(anyhow::Error::from),
-        () = out_of_time => {
-            tracing::warn!(service = S::NAME, "calls still in flight at the end of the grace period; stopping anyway");
-            Ok(())
+
+    fn health(&self) -> HealthServer<HealthService> {
+        HealthServer::new(HealthService::from_health_reporter(self.reporter.clone()))
+    }
+
+    /// The service (and its health) for calls from this process, through the same layers.
+    pub fn in_process(&self) -> InProcess {
+        InProcess::new(self.service.clone(), self.health(), self.options.auth.clone())
+    }
+
+    /// Serves the service (with `grpc.health.v1`, kept up to date by
+    /// `check`, and request metrics) on `listener`, and the process's metrics on
+    /// `metrics`, until `shutdown` completes; then reports NOT_SERVING at once,
+    /// lets calls in flight finish and stops within the grace period.
+    pub async fn serve<F, Fut>(
+        self,
+        listener: tokio::net::TcpListener,
+        metrics: Option<tokio::net::TcpListener>,
+        check: F,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()>
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = bool> + Send,
+    {
+        let health_service = self.health();
+        let Self { service, options, reporter } = self;
+        let health_task = report_health(reporter.clone(), S::NAME, check);
+        let stop_health = health_task.abort_handle();
+        tracing::info!(addr = %listener.local_addr()?, service = S::NAME, "gRPC service listening");
+        let metrics_task = metrics.map(|metrics| tokio::spawn(serve_metrics(metrics)));
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let drain = async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+            // Health first, so that probes and balancers stop sending calls here.
+            health_task.abort();
+            reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            reporter.set_service_status(S::NAME, tonic_health::ServingStatus::NotServing).await;
+            tracing::info!(service = S::NAME, "draining: NOT_SERVING, finishing calls in flight");
+        };
+        let grace = options.grace;
+        let out_of_time = async move {
+            let _ = stopped.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        };
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &options.tls {
+            builder = builder.tls_config(tls.server_config())?;
+            tracing::info!(mutual = tls.ca.is_some(), "gRPC over TLS");
         }
-    };
-    stop_health.abort();
-    if let Some(task) = metrics_task {
-        task.abort();
+        let server = builder
+            .trace_fn(|request| {
+                let span = tracing::info_span!("grpc", path = %request.uri().path());
+                telemetry::propagation::continue_trace(&span, request.headers());
+                span
+            })
+            .layer(metered::MeteredLayer)
+            .layer(options.auth)
+            .add_service(health_service)
+            .add_service(service)
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), drain);
+        let result = tokio::select! {
+            result = server => result.map_err(anyhow::Error::from),
+            () = out_of_time => {
+                tracing::warn!(service = S::NAME, "calls still in flight at the end of the grace period; stopping anyway");
+                Ok(())
+            }
+        };
+        stop_health.abort();
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
+        result
     }
-    result
 }

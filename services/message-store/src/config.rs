@@ -32,6 +32,8 @@ pub struct Settings {
     pub database_url: Url,
     pub pool: PoolSettings,
     pub metadata_url: Url,
+    /// The chat-metadata service of this process, called without a socket (the standalone server).
+    pub metadata_in_process: Option<grpc_channel::InProcess>,
     pub content: ContentBackend,
     /// How long a membership answer may be reused (`MEMBERSHIP_CACHE_SECONDS`, 0: never).
     pub membership_ttl: Duration,
@@ -80,6 +82,7 @@ impl Settings {
             pool: PoolSettings::default(),
             metadata_url: env_config::url("METADATA_GRPC_URL", &["http", "https"])?
                 .unwrap_or_else(|| Url::parse(DEFAULT_METADATA_URL).expect("valid default")),
+            metadata_in_process: None,
             content,
             membership_ttl: Duration::from_secs(env_config::parsed_or(
                 "MEMBERSHIP_CACHE_SECONDS",

@@ -33,8 +33,8 @@ pub enum ContentError {
 
 #[tonic::async_trait]
 pub trait ContentStore: Send + Sync + 'static {
-    /// Stores new content (before the metadata that makes the message exist).
-    async fn put(&self, content: &StoredContent) -> Result<(), ContentError>;
+    /// Stores new content (before the metadata that makes the message exist), all at once.
+    async fn put_many(&self, contents: &[StoredContent]) -> Result<(), ContentError>;
     /// The contents of these ids that exist, by id.
     async fn get_many(&self, ids: &[String]) -> Result<HashMap<String, String>, ContentError>;
     /// Replaces the text of one message (edit).
@@ -69,18 +69,24 @@ fn sql_error(error: sqlx::Error) -> ContentError {
 
 #[tonic::async_trait]
 impl ContentStore for SqlContentStore {
-    async fn put(&self, content: &StoredContent) -> Result<(), ContentError> {
-        sqlx::query(
-            "INSERT INTO message_contents (message_id, chat_id, sender_id, content, timestamp_ms) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(content.message_id.clone())
-        .bind(content.chat_id)
-        .bind(content.sender_id)
-        .bind(content.content.clone())
-        .bind(content.timestamp_ms)
-        .execute(&self.db.pool)
-        .await
-        .map_err(sql_error)?;
+    async fn put_many(&self, contents: &[StoredContent]) -> Result<(), ContentError> {
+        if contents.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO message_contents (message_id, chat_id, sender_id, content, timestamp_ms) VALUES {}",
+            vec!["(?, ?, ?, ?, ?)"; contents.len()].join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for content in contents {
+            query = query
+                .bind(content.message_id.clone())
+                .bind(content.chat_id)
+                .bind(content.sender_id)
+                .bind(content.content.clone())
+                .bind(content.timestamp_ms);
+        }
+        query.execute(&self.db.pool).await.map_err(sql_error)?;
         Ok(())
     }
 
@@ -208,8 +214,11 @@ impl MongoContentStore {
 
 #[tonic::async_trait]
 impl ContentStore for MongoContentStore {
-    async fn put(&self, content: &StoredContent) -> Result<(), ContentError> {
-        self.collection.insert_one(content_document(content)).await.map_err(mongo_error)?;
+    async fn put_many(&self, contents: &[StoredContent]) -> Result<(), ContentError> {
+        if contents.is_empty() {
+            return Ok(());
+        }
+        self.collection.insert_many(contents.iter().map(content_document)).await.map_err(mongo_error)?;
         Ok(())
     }
 

@@ -25,6 +25,10 @@ impl Content {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// A client's idempotency key: 1–64 characters.
@@ -45,6 +49,10 @@ impl ClientMsgId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 
@@ -68,6 +76,25 @@ pub struct MessageRow {
 pub struct Message {
     pub row: MessageRow,
     pub content: String,
+}
+
+impl From<Message> for chat_proto::messages::Message {
+    fn from(message: Message) -> Self {
+        let row = message.row;
+        Self {
+            id: row.id,
+            chat_id: row.chat_id,
+            seq: row.seq,
+            sender_id: row.sender_id,
+            sender_username: row.sender_username,
+            content: if row.is_deleted { String::new() } else { message.content },
+            timestamp_ms: row.created_at_ms,
+            is_edited: row.edited_at_ms.is_some(),
+            is_deleted: row.is_deleted,
+            edited_at_ms: row.edited_at_ms,
+            client_msg_id: row.client_msg_id,
+        }
+    }
 }
 
 /// Which page of history.

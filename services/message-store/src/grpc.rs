@@ -1,25 +1,25 @@
-//! The `MessageStoreService` gRPC layer: membership checks (asked of
-//! chat-metadata for every read and write; [`MembershipCache`] for previews), the
-//! dual-store write path, and the events published once a change is durable.
+//! The `MessageStoreService` gRPC layer: who may do what (membership asked
+//! of chat-metadata in batches, [`MembershipChecks`]; [`MembershipCache`] for
+//! previews), and the changes handed to the [`Writer`], which commits them in
+//! batches and announces them.
 
 use std::{collections::HashMap, sync::Arc};
 
 use chat_proto::{
-    events::{ChatEvent, MessageDeleted, chat_event::Kind},
     messages::{self as pb, get_history_request, message_store_service_server::MessageStoreService},
-    metadata::{CheckMembershipRequest, Membership, chat_metadata_service_client::ChatMetadataServiceClient},
+    metadata::Membership,
 };
-use event_bus::EventPublisher;
-use grpc_channel::GrpcChannel;
 use internal_auth::{Actor, acting};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    content::{ContentStore, StoredContent},
+    checks::MembershipChecks,
+    content::ContentStore,
     domain::{ClientMsgId, Content, Cursor, Message, MessageRow},
     error::MessageError,
     membership::MembershipCache,
-    store::{MessageStore, NewMessage, Stored},
+    store::MessageStore,
+    writer::{Change, Contents, NewMessage, Outcome, Writer},
 };
 
 type Result<T> = std::result::Result<T, MessageError>;
@@ -27,8 +27,6 @@ type Result<T> = std::result::Result<T, MessageError>;
 /// The most chats one `GetLastMessages` call may ask about.
 const MAX_LAST_MESSAGES: usize = 100;
 
-/// How many locks order the changes of messages (striped by message id).
-const MESSAGE_LOCKS: usize = 256;
 /// How often an erase that failed after a delete is tried again, and how long apart.
 const ERASE_RETRIES: [std::time::Duration; 4] = [
     std::time::Duration::from_millis(200),
@@ -40,65 +38,40 @@ const ERASE_RETRIES: [std::time::Duration; 4] = [
 #[derive(Clone)]
 pub struct MessageStoreGrpc {
     store: MessageStore,
-    /// An edit and a delete of one message, each with its event, happen one
-    /// after the other here: a `message_edited` is never published after the
-    /// `message_deleted` of the same message by this replica.
-    message_locks: Arc<[tokio::sync::Mutex<()>]>,
-    contents: Arc<dyn ContentStore>,
-    metadata: ChatMetadataServiceClient<GrpcChannel>,
+    writer: Writer,
+    contents: Contents,
+    checks: MembershipChecks,
     memberships: Arc<MembershipCache>,
-    events: EventPublisher,
 }
 
-impl From<Message> for pb::Message {
-    fn from(message: Message) -> Self {
-        let row = message.row;
-        Self {
-            id: row.id,
-            chat_id: row.chat_id,
-            seq: row.seq,
-            sender_id: row.sender_id,
-            sender_username: row.sender_username,
-            content: if row.is_deleted { String::new() } else { message.content },
-            timestamp_ms: row.created_at_ms,
-            is_edited: row.edited_at_ms.is_some(),
-            is_deleted: row.is_deleted,
-            edited_at_ms: row.edited_at_ms,
-            client_msg_id: row.client_msg_id,
-        }
-    }
-}
-
-fn unavailable(service: &str) -> impl Fn(Status) -> MessageError + '_ {
-    move |status| {
-        tracing::warn!(service, code = ?status.code(), message = status.message(), "call failed");
-        MessageError::Unavailable(service.to_owned())
-    }
+fn unexpected(outcome: &Outcome) -> MessageError {
+    MessageError::Unexpected(anyhow::anyhow!("the writer answered {outcome:?} to another change"))
 }
 
 impl MessageStoreGrpc {
     pub fn new(
         store: MessageStore,
-        contents: Arc<dyn ContentStore>,
-        metadata: ChatMetadataServiceClient<GrpcChannel>,
+        writer: Writer,
+        contents: Contents,
+        checks: MembershipChecks,
         memberships: Arc<MembershipCache>,
-        events: EventPublisher,
     ) -> Self {
-        let message_locks = (0..MESSAGE_LOCKS).map(|_| tokio::sync::Mutex::new(())).collect();
-        Self { store, contents, metadata, memberships, events, message_locks }
+        Self { store, writer, contents, checks, memberships }
     }
 
-    fn message_lock(&self, message_id: i64) -> &tokio::sync::Mutex<()> {
-        &self.message_locks[message_id.rem_euclid(MESSAGE_LOCKS as i64) as usize]
+    fn content_store(&self) -> &dyn ContentStore {
+        self.contents.store().as_ref()
     }
 
-    /// Erases a deleted message's content, trying again in the background
-    /// when the content store fails (the delete itself is committed and
-    /// announced already; a retried delete erases again too).
+    /// Erases a deleted message's content kept in another store, trying
+    /// again in the background when it fails (the delete itself is committed
+    /// and announced already; a retried delete erases again too). SQL content
+    /// was erased in the delete's transaction.
     async fn erase_deleted(&self, message_id: i64, content_id: String) {
-        let Err(error) = self.contents.erase(&content_id).await else { return };
+        let Contents::Separate(contents) = &self.contents else { return };
+        let Err(error) = contents.erase(&content_id).await else { return };
         tracing::warn!(%error, message_id, "cannot erase a deleted message's content; will retry");
-        let contents = self.contents.clone();
+        let contents = contents.clone();
         tokio::spawn(async move {
             for wait in ERASE_RETRIES {
                 tokio::time::sleep(wait).await;
@@ -116,13 +89,7 @@ impl MessageStoreGrpc {
     /// with its response (a membership event only reaches this service
     /// shortly after).
     async fn membership(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
-        self.check_membership(CheckMembershipRequest { chat_id, user_id, touch_at_ms: 0 }).await
-    }
-
-    async fn check_membership(&self, request: CheckMembershipRequest) -> Result<Membership> {
-        let response =
-            self.metadata.clone().check_membership(request).await.map_err(unavailable("the chat-metadata service"))?;
-        Ok(response.into_inner())
+        self.checks.check(chat_id, user_id, 0).await
     }
 
     /// The caller's membership, from the cache when it has it: only for
@@ -143,12 +110,12 @@ impl MessageStoreGrpc {
     }
 
     /// [`Self::require_participant`] for a send: a participant's chat also
-    /// moves its `updated_at` to `at_ms`, in the same call to chat-metadata
-    /// (before the message is stored: a send that then fails has moved the
-    /// chat up a list, which is harmless).
+    /// moves its `updated_at` to `at_ms`, in the same (batched) call to
+    /// chat-metadata, before the message is stored: the chat list is in order
+    /// by the time the send is answered (a send that then fails has moved
+    /// the chat up a list, which is harmless).
     async fn require_sender(&self, chat_id: i64, user_id: i64, at_ms: i64) -> Result<Membership> {
-        let request = CheckMembershipRequest { chat_id, user_id, touch_at_ms: at_ms };
-        Self::participant_only(self.check_membership(request).await?)
+        Self::participant_only(self.checks.check(chat_id, user_id, at_ms).await?)
     }
 
     fn participant_only(membership: Membership) -> Result<Membership> {
@@ -174,7 +141,7 @@ impl MessageStoreGrpc {
     /// Rows with their content from the content store (one query for all).
     async fn with_contents(&self, rows: Vec<MessageRow>) -> Result<Vec<Message>> {
         let ids: Vec<String> = rows.iter().filter(|row| !row.is_deleted).map(|row| row.content_id.clone()).collect();
-        let mut contents = self.contents.get_many(&ids).await?;
+        let mut contents = self.content_store().get_many(&ids).await?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -195,8 +162,10 @@ impl MessageStoreGrpc {
             .collect())
     }
 
-    async fn publish(&self, chat_id: i64, kind: Kind) {
-        self.events.chat_event(ChatEvent { chat_id, at_ms: event_bus::now_ms(), kind: Some(kind) }).await;
+    /// One row with its content.
+    async fn with_content(&self, row: MessageRow) -> Result<Message> {
+        let mut messages = self.with_contents(vec![row]).await?;
+        messages.pop().ok_or_else(|| MessageError::Unexpected(anyhow::anyhow!("a message without its row")))
     }
 
     async fn send(&self, sender: Actor, request: pb::SendMessageRequest) -> Result<(Message, bool)> {
@@ -204,55 +173,20 @@ impl MessageStoreGrpc {
         let client_msg_id = ClientMsgId::parse(request.client_msg_id)?;
         let now = event_bus::now_ms();
         self.require_sender(request.chat_id, sender.user_id, now).await?;
-        if let Some(key) = &client_msg_id
-            && let Some(original) = self.store.by_client_msg_id(request.chat_id, sender.user_id, key.as_str()).await?
-        {
-            return Ok((self.with_contents(vec![original]).await?.remove(0), false));
-        }
-        // Content first, then the metadata that makes the message exist: a crash
-        // between the two leaves unreferenced content, never a message without content.
-        let stored = StoredContent {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            chat_id: request.chat_id,
-            sender_id: sender.user_id,
-            content: content.as_str().to_owned(),
-            timestamp_ms: now,
-        };
-        self.contents.put(&stored).await?;
         let new = NewMessage {
             chat_id: request.chat_id,
             sender_id: sender.user_id,
             sender_username: sender.username,
-            content_id: stored.message_id.clone(),
-            client_msg_id: client_msg_id.as_ref().map(|key| key.as_str().to_owned()),
+            content_id: uuid::Uuid::new_v4().to_string(),
+            content: content.into_string(),
+            client_msg_id: client_msg_id.map(ClientMsgId::into_string),
             created_at_ms: now,
         };
-        let row = match self.store.insert(&new).await {
-            Ok(Stored::Created(row)) => row,
-            Ok(Stored::Duplicate) => {
-                self.erase_orphan(&stored.message_id).await;
-                let key = client_msg_id.as_ref().map(ClientMsgId::as_str).unwrap_or_default();
-                let original = self
-                    .store
-                    .by_client_msg_id(request.chat_id, sender.user_id, key)
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("a duplicate client_msg_id whose original is missing"))?;
-                return Ok((self.with_contents(vec![original]).await?.remove(0), false));
-            }
-            Err(error) => {
-                self.erase_orphan(&stored.message_id).await;
-                return Err(error);
-            }
-        };
-        let message = Message { row, content: stored.content };
-        self.publish(message.row.chat_id, Kind::NewMessage(message.clone().into())).await;
-        Ok((message, true))
-    }
-
-    /// Best effort: content whose metadata was never written is unreferenced anyway.
-    async fn erase_orphan(&self, content_id: &str) {
-        if let Err(error) = self.contents.erase(content_id).await {
-            tracing::warn!(%error, content_id, "cannot erase orphaned content");
+        match self.writer.write(Change::Send(new)).await? {
+            Outcome::Created(message) => Ok((message, true)),
+            // A retry: the original, as stored.
+            Outcome::Repeated(original) => Ok((self.with_content(original).await?, false)),
+            other => Err(unexpected(&other)),
         }
     }
 }
@@ -300,7 +234,7 @@ impl MessageStoreService for MessageStoreGrpc {
     ) -> std::result::Result<Response<pb::Message>, Status> {
         let (caller_id, request) = acting(request)?;
         let content = Content::parse(request.content)?;
-        let (mut row, _) = self.visible_message(request.message_id, caller_id).await?;
+        let (row, _) = self.visible_message(request.message_id, caller_id).await?;
         if row.sender_id != caller_id {
             return Err(MessageError::Forbidden("only the sender may edit a message".into()).into());
         }
@@ -308,17 +242,17 @@ impl MessageStoreService for MessageStoreGrpc {
         if row.is_deleted {
             return Err(deleted());
         }
-        let _ordered = self.message_lock(row.id).lock().await;
         let now = event_bus::now_ms();
-        // Content first (an update, never an insert: erased content stays erased), then the guarded mark.
-        self.contents.replace(&row.content_id, content.as_str(), now).await.map_err(MessageError::from)?;
-        if !self.store.mark_edited(row.id, now).await? {
-            return Err(deleted());
+        // Content kept elsewhere goes first (an update, never an insert: erased
+        // content stays erased); the writer's guarded mark then decides.
+        if let Contents::Separate(contents) = &self.contents {
+            contents.replace(&row.content_id, content.as_str(), now).await.map_err(MessageError::from)?;
         }
-        row.edited_at_ms = Some(now);
-        let message = Message { row, content: content.as_str().to_owned() };
-        self.publish(message.row.chat_id, Kind::MessageEdited(message.clone().into())).await;
-        Ok(Response::new(message.into()))
+        match self.writer.write(Change::Edit { row, content: content.into_string(), at_ms: now }).await? {
+            Outcome::Edited(Some(message)) => Ok(Response::new(message.into())),
+            Outcome::Edited(None) => Err(deleted()),
+            other => Err(unexpected(&other).into()),
+        }
     }
 
     #[tracing::instrument(skip_all)]
@@ -332,18 +266,17 @@ impl MessageStoreService for MessageStoreGrpc {
         if row.sender_id != caller_id && !membership.is_admin {
             return Err(MessageError::Forbidden("only the sender or a chat admin may delete a message".into()).into());
         }
-        let deleted = {
-            let _ordered = self.message_lock(row.id).lock().await;
-            let deleted = !row.is_deleted && self.store.mark_deleted(row.id).await?;
-            // Announced once committed, whatever becomes of the erase below.
-            if deleted {
-                let kind = Kind::MessageDeleted(MessageDeleted { message_id: row.id });
-                self.publish(row.chat_id, kind).await;
+        let (id, content_id) = (row.id, row.content_id.clone());
+        let deleted = if row.is_deleted {
+            false
+        } else {
+            match self.writer.write(Change::Delete { row }).await? {
+                Outcome::Deleted(deleted) => deleted,
+                other => return Err(unexpected(&other).into()),
             }
-            deleted
         };
         // Erase even when it was already deleted: a failed erase is finished by the retry.
-        self.erase_deleted(row.id, row.content_id).await;
+        self.erase_deleted(id, content_id).await;
         Ok(Response::new(pb::DeleteMessageResponse { deleted }))
     }
 

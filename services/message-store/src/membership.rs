@@ -290,6 +290,7 @@ mod tests {
             chat_id: 7,
             at_ms: 0,
             kind: Some(Kind::ParticipantRemoved(ParticipantChange { user_id: 10, by_user_id: 1 })),
+            ..ChatEvent::default()
         };
         bus.publish(subjects.membership(), removed.encode_to_vec().into()).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), async {

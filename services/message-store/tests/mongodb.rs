@@ -34,8 +34,7 @@ async fn content_is_stored_fetched_in_one_query_replaced_and_erased() {
     let Some(store) = store().await else { return };
     assert!(store.ping().await);
     let (first, second) = (content("first 👋"), content("second"));
-    store.put(&first).await.unwrap();
-    store.put(&second).await.unwrap();
+    store.put_many(&[first.clone(), second.clone()]).await.unwrap();
     let found = store.get_many(&[first.message_id.clone(), second.message_id.clone(), "missing".into()]).await.unwrap();
     assert_eq!(found.len(), 2);
     assert_eq!(found[&first.message_id], "first 👋");
@@ -52,6 +51,6 @@ async fn content_is_stored_fetched_in_one_query_replaced_and_erased() {
 async fn a_message_id_is_stored_once() {
     let Some(store) = store().await else { return };
     let once = content("once");
-    store.put(&once).await.unwrap();
-    assert!(store.put(&once).await.is_err(), "the unique index refuses a second copy");
+    store.put_many(std::slice::from_ref(&once)).await.unwrap();
+    assert!(store.put_many(std::slice::from_ref(&once)).await.is_err(), "the unique index refuses a second copy");
 }

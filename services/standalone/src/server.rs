@@ -2,7 +2,8 @@
 
 use std::{future::Future, sync::Arc};
 
-use event_bus::{EventPublisher, LocalBus};
+use event_bus::LocalBus;
+use outbox::Delivery;
 use tokio::{sync::watch, task::JoinHandle};
 use url::Url;
 
@@ -29,24 +30,34 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()> + Send +
     let (stop_services, _) = watch::channel(false);
     let grace = settings.gateway.shutdown_grace;
     let bus: Arc<dyn event_bus::Bus> = Arc::new(LocalBus::new());
-    let events = EventPublisher::new(bus.clone(), settings.subjects.clone());
+    // The in-process bus lives and dies with the services: no outbox needed.
+    let delivery = Delivery::direct(bus.clone(), settings.subjects.clone());
 
     let auth = auth::Application::build(settings.auth).await?;
     let auth_url = url_of(auth.local_addr())?;
 
+    // The services call each other in process (no socket); their loopback
+    // listeners stay for what probes them from outside.
     let mut metadata_settings = settings.metadata;
     metadata_settings.auth_url = auth_url.clone();
-    let metadata = chat_metadata::Application::build(metadata_settings, events.clone()).await?;
+    metadata_settings.auth_in_process = Some(auth.in_process());
+    let metadata = chat_metadata::Application::build(metadata_settings, delivery.clone()).await?;
     let metadata_url = url_of(metadata.local_addr())?;
 
     let mut messages_settings = settings.messages;
     messages_settings.metadata_url = metadata_url.clone();
-    let messages = message_store::Application::build(messages_settings, events.clone()).await?;
+    messages_settings.metadata_in_process = Some(metadata.in_process());
+    let messages = message_store::Application::build(messages_settings, delivery).await?;
     let messages_url = url_of(messages.local_addr())?;
 
     let mut gateway_settings = settings.gateway;
     gateway_settings.services =
         gateway::config::ServiceUrls { auth: auth_url, metadata: metadata_url, messages: messages_url };
+    gateway_settings.local_services = gateway::config::LocalServices {
+        auth: Some(auth.in_process()),
+        metadata: Some(metadata.in_process()),
+        messages: Some(messages.in_process()),
+    };
     let gateway = gateway::Application::build(gateway_settings, bus, settings.subjects).await?;
     let address = gateway.local_addr();
     tracing::info!(url = %format!("http://{address}"), docs = %format!("http://{address}/docs"), "chat server ready");

@@ -3,7 +3,7 @@
 //! block (also as a JSON line, for BENCHMARKS.md).
 //!
 //!   loadgen login   --base URL [--clients 16] [--seconds 10]
-//!   loadgen send    --base URL [--clients 64] [--seconds 10]
+//!   loadgen send    --base URL [--clients 64] [--seconds 10] [--server-pids PID,PID...]
 //!   loadgen history --base URL [--clients 32] [--seconds 10]
 //!   loadgen idle    --base URL [--sockets 5000] --gateway-pid PID [--hold 5]
 //!   loadgen fanout  --base URL --base2 URL [--members 100] [--rate 200] [--seconds 10]
@@ -179,6 +179,63 @@ async fn login(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid}"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("a stat line")?.1.split_whitespace().collect();
+    let ticks: f64 =
+        fields.get(11).context("utime")?.parse::<f64>()? + fields.get(12).context("stime")?.parse::<f64>()?;
+    // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ) on every architecture it runs on here.
+    Ok(ticks / 100.0)
+}
+
+/// The processes that listen on this TCP port (from /proc: the socket's inode, then who holds it).
+fn listening_on(port: u16) -> Vec<u32> {
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|addr| addr.rsplit(':').next())
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            if local_port == Some(port) && fields.get(3) == Some(&"0A") {
+                inodes.extend(fields.get(9).map(|inode| format!("socket:[{inode}]")));
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let holds = std::fs::read_dir(entry.path().join("fd")).into_iter().flatten().flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|target| inodes.contains(&target.to_string_lossy().into_owned()))
+        });
+        if holds {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The server processes to charge CPU to: `--server-pids`, else whoever listens on the base URL's port.
+fn server_pids(args: &Args, base: &str) -> anyhow::Result<Vec<u32>> {
+    if let Some(list) = args.options.get("server-pids") {
+        return list
+            .split(',')
+            .map(|pid| pid.trim().parse().with_context(|| format!("--server-pids {list}")))
+            .collect();
+    }
+    let port: u16 =
+        base.rsplit(':').next().and_then(|port| port.trim_end_matches('/').parse().ok()).context("a port in --base")?;
+    Ok(listening_on(port))
+}
+
+/// Total CPU seconds of these processes so far (a process that is gone counts nothing).
+fn total_cpu(pids: &[u32]) -> f64 {
+    pids.iter().filter_map(|pid| cpu_seconds(*pid).ok()).sum()
+}
+
 async fn send(args: &Args) -> anyhow::Result<()> {
     let base = args.url("base")?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
@@ -187,7 +244,9 @@ async fn send(args: &Args) -> anyhow::Result<()> {
     let others: Vec<&User> = people[1..].iter().collect();
     let chat_id = group(&http, &base, &people[0], &others).await?;
     let tokens: Arc<Vec<String>> = Arc::new(people.iter().map(|u| u.token.clone()).collect());
-    let result = closed_loop(clients, seconds, move |client| {
+    let pids = server_pids(args, &base)?;
+    let (server_before, own_before) = (total_cpu(&pids), cpu_seconds(std::process::id())?);
+    let mut result = closed_loop(clients, seconds, move |client| {
         let (http, base, tokens) = (http.clone(), base.clone(), tokens.clone());
         async move {
             let body = json!({"chat_id": chat_id, "content": format!("load {client} {}", now_us())});
@@ -201,6 +260,12 @@ async fn send(args: &Args) -> anyhow::Result<()> {
         }
     })
     .await;
+    let (server_cpu, own_cpu) = (total_cpu(&pids) - server_before, cpu_seconds(std::process::id())? - own_before);
+    let sends = result["requests"].as_f64().unwrap_or_default().max(1.0);
+    result["server_pids"] = json!(pids);
+    result["server_cpu_s"] = json!(server_cpu);
+    result["server_cpu_us_per_send"] = json!((server_cpu * 1e6 / sends).round());
+    result["loadgen_cpu_us_per_send"] = json!((own_cpu * 1e6 / sends).round());
     report("send", result);
     Ok(())
 }

@@ -7,6 +7,7 @@ mod errors;
 mod hygiene;
 mod limits;
 mod messages;
+mod outbox;
 mod races;
 mod system;
 mod trust;

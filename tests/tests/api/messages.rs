@@ -158,9 +158,9 @@ async fn edits_and_deletes_change_storage_and_are_published(backend: Backend) {
     let (chat_id, users) = group_of(&app, 3).await;
     let (admin, sender, member) = (users[0], users[1], users[2]);
     let mut client = app.messages().await;
+    let mut events = app.chat_events(chat_id).await;
     let message =
         client.send_message(send(sender, chat_id, "secret draft", None)).await.unwrap().into_inner().message.unwrap();
-    let mut events = app.chat_events(chat_id).await;
 
     let by_other = as_user(member, pb::EditMessageRequest { message_id: message.id, content: "hijack".into() });
     assert_eq!(client.edit_message(by_other).await.expect_err("not the sender").code(), Code::PermissionDenied);
@@ -184,6 +184,8 @@ async fn edits_and_deletes_change_storage_and_are_published(backend: Backend) {
     assert_eq!(client.edit_message(again).await.expect_err("deleted").code(), Code::FailedPrecondition);
 
     let timeout = std::time::Duration::from_secs(5);
+    let sent = tokio::time::timeout(timeout, events.next()).await.unwrap().unwrap();
+    assert!(matches!(sent.kind, Some(Kind::NewMessage(ref m)) if m.id == message.id), "{sent:?}");
     let first = tokio::time::timeout(timeout, events.next()).await.unwrap().unwrap();
     assert!(matches!(first.kind, Some(Kind::MessageEdited(ref m)) if m.content == "final words"), "{first:?}");
     let second = tokio::time::timeout(timeout, events.next()).await.unwrap().unwrap();

@@ -35,30 +35,31 @@ async fn sql(app: &TestDeployment, statement: &str) {
 }
 
 #[tokio::test]
-async fn a_delete_is_announced_even_when_erasing_its_content_fails_and_the_erase_is_retried() {
+async fn a_delete_and_the_erasure_of_its_sql_content_commit_together_or_not_at_all() {
     let app = spawn_deployment().await;
     let (chat_id, users) = group_of(&app, 2).await;
-    let message = post(&app, users[1], chat_id, "soon gone").await;
     let mut events = app.chat_events(chat_id).await;
+    let message = post(&app, users[1], chat_id, "soon gone").await;
+    let sent = tokio::time::timeout(Duration::from_secs(5), events.next()).await.unwrap().unwrap();
+    assert!(matches!(sent.kind, Some(Kind::NewMessage(ref m)) if m.id == message.id), "{sent:?}");
 
-    // The content store fails (its table is gone) after the delete has committed.
+    // The content table is unusable: the delete fails as a whole, nothing is announced.
     sql(&app, "RENAME TABLE message_contents TO message_contents_away").await;
-    let delete = as_user(users[1], pb::DeleteMessageRequest { message_id: message.id });
-    let answer = app.messages().await.delete_message(delete).await;
+    let delete = || as_user(users[1], pb::DeleteMessageRequest { message_id: message.id });
+    let refused = app.messages().await.delete_message(delete()).await;
     sql(&app, "RENAME TABLE message_contents_away TO message_contents").await;
-    assert!(answer.expect("the delete is committed").into_inner().deleted);
+    assert!(refused.is_err(), "the delete did not commit without its erasure");
+    let quiet = tokio::time::timeout(Duration::from_millis(700), events.next()).await;
+    assert!(quiet.is_err(), "nothing was announced: {quiet:?}");
+    let request = as_user(users[0], pb::GetHistoryRequest { chat_id, limit: 10, cursor: None });
+    let page = app.messages().await.get_history(request).await.unwrap().into_inner();
+    assert!(!page.messages[0].is_deleted && page.messages[0].content == "soon gone", "the message is intact");
 
+    // Once the table is back, the delete and the erasure commit together.
+    assert!(app.messages().await.delete_message(delete()).await.unwrap().into_inner().deleted);
+    assert_eq!(app.db_content_rows("soon gone").await, 0, "erased in the delete's transaction");
     let event = tokio::time::timeout(Duration::from_secs(5), events.next()).await.unwrap().unwrap();
     assert!(matches!(event.kind, Some(Kind::MessageDeleted(ref d)) if d.message_id == message.id), "{event:?}");
-    let mut erased = false;
-    for _ in 0..50 {
-        if app.db_content_rows("soon gone").await == 0 {
-            erased = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(erased, "the erase was retried once the store was back");
 }
 
 #[tokio::test]
