@@ -9,14 +9,15 @@
 #
 # Environment: MYSQL_* or DATABASE_URL (default mysql://root@127.0.0.1:3306/chat_cluster),
 # NATS_URL (default nats://127.0.0.1:4222), CONTENT_STORE (default sql: no MongoDB here;
-# set CONTENT_STORE=mongodb and MONGODB_URL where one runs), GATEWAY_PORTS (default "8000 8001").
+# set CONTENT_STORE=mongodb and MONGODB_URL where one runs), GATEWAY_PORTS (default "8000 8001"),
+# BIN_DIR (binaries built elsewhere, e.g. an older build to benchmark against: nothing is built).
 # State (logs, pids, the generated SECRET_KEY and INTERNAL_TOKEN) lives in .cluster/.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 state="$repo/.cluster"
 profile="${PROFILE:-debug}"
-bin="$repo/target/$profile"
+bin="${BIN_DIR:-$repo/target/$profile}"
 gateway_ports=(${GATEWAY_PORTS:-8000 8001})
 
 say() { printf '\033[1m[local-cluster]\033[0m %s\n' "$*"; }
@@ -47,8 +48,10 @@ up() {
     bash "$repo/tests/run.sh" --services-only
     local flags=()
     [[ "$profile" == "release" ]] && flags=(--release)
-    say "building the service binaries ($profile)"
-    (cd "$repo" && cargo build "${flags[@]}" --locked -p auth -p chat-metadata -p message-store -p gateway)
+    if [[ -z "${BIN_DIR:-}" ]]; then
+        say "building the service binaries ($profile)"
+        (cd "$repo" && cargo build "${flags[@]}" --locked -p auth -p chat-metadata -p message-store -p gateway)
+    fi
     [[ -f "$state/secret_key" ]] || head -c 48 /dev/urandom | base64 | tr -d '/+=\n' >"$state/secret_key"
     [[ -f "$state/internal_token" ]] || head -c 48 /dev/urandom | base64 | tr -d '/+=\n' >"$state/internal_token"
     local common=(

@@ -42,7 +42,21 @@ impl<J: Send + 'static, R: Send + 'static> Batcher<J, R> {
         let (jobs, mut waiting) = mpsc::channel::<Job<J, R>>(queue.max(1));
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(max);
-            while waiting.recv_many(&mut batch, max).await > 0 {
+            loop {
+                // The first job wakes the runner; callers woken by the same
+                // event (one answer fanned out to many) are runnable right now:
+                // let them queue up before the batch is taken.
+                if waiting.recv_many(&mut batch, max).await == 0 {
+                    break;
+                }
+                if batch.len() < max {
+                    tokio::task::yield_now().await;
+                    while batch.len() < max
+                        && let Ok(job) = waiting.try_recv()
+                    {
+                        batch.push(job);
+                    }
+                }
                 let (inputs, answers): (Vec<J>, Vec<oneshot::Sender<R>>) = batch.drain(..).unzip();
                 let results = run(inputs).await;
                 if results.len() != answers.len() {

@@ -177,7 +177,7 @@ fn content_failure(error: &crate::content::ContentError) -> MessageError {
 impl Inner {
     async fn run(&self, jobs: Vec<(Change, TracePairs)>) -> Vec<Result<Outcome>> {
         let size = jobs.len();
-        metrics::batch(size);
+        let _timer = metrics::batch(size);
         // Content first when it lives elsewhere; if it cannot be written, the sends fail alone.
         let mut content_failed = None;
         let separate = match &self.contents {
@@ -549,20 +549,43 @@ async fn replace_content(
 
 /// How big batches are and how long they take.
 mod metrics {
-    use std::sync::LazyLock;
+    use std::{sync::LazyLock, time::Instant};
 
-    use telemetry::metrics::{Histogram, register};
+    use telemetry::metrics::{Histogram, latency_histogram, register};
 
-    static SIZES: LazyLock<Histogram> = LazyLock::new(|| {
-        let sizes = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
+    struct Batches {
+        sizes: Histogram,
+        seconds: Histogram,
+    }
+
+    static BATCHES: LazyLock<Batches> = LazyLock::new(|| {
+        let batches = Batches {
+            sizes: Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            seconds: latency_histogram(),
+        };
         register(|registry| {
-            registry.register("message_write_batch_size", "Changes committed per transaction", sizes.clone());
+            registry.register("message_write_batch_size", "Changes committed per transaction", batches.sizes.clone());
+            registry.register(
+                "message_write_batch_seconds",
+                "How long a batch took, content and commit included",
+                batches.seconds.clone(),
+            );
         });
-        sizes
+        batches
     });
 
-    /// Counts a batch of `size` changes.
-    pub fn batch(size: usize) {
-        SIZES.observe(size as f64);
+    /// Times a batch of `size` changes until dropped.
+    pub struct Timer(Instant);
+
+    impl Drop for Timer {
+        fn drop(&mut self) {
+            BATCHES.seconds.observe(self.0.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Counts a batch of `size` changes, and times it.
+    pub fn batch(size: usize) -> Timer {
+        BATCHES.sizes.observe(size as f64);
+        Timer(Instant::now())
     }
 }

@@ -13,6 +13,8 @@ use url::Url;
 /// Where data lives when `DATA_DIR` is not set.
 pub const DEFAULT_DATA_DIR: &str = "data";
 const SECRET_FILE: &str = "secret_key";
+/// The one SQLite file every service shared before each got its own (still used where it exists).
+const SHARED_DATABASE: &str = "chat.db";
 
 pub struct Settings {
     pub auth: auth::Settings,
@@ -24,7 +26,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `DATA_DIR` (default `./data`) holds the SQLite file and, unless
+    /// `DATA_DIR` (default `./data`) holds the SQLite files and, unless
     /// `SECRET_KEY` is set, the generated signing key. `DATABASE_URL` may point
     /// elsewhere (SQLite or MySQL). The internal gRPC services listen on
     /// loopback ports of their own choosing.
@@ -35,23 +37,24 @@ impl Settings {
             Some(secret) => SecretString::from(secret),
             None => load_or_create_secret(&data_dir)?,
         };
-        let database_url = match sql_pool::url_from_env()? {
-            Some(url) => url,
-            None => sqlite_url(&data_dir.join("chat.db"))?,
-        };
-        tracing::info!(database = %sql_pool::redacted(&database_url), "standalone storage");
+        let [auth_db, chats_db, messages_db] = databases(&data_dir)?;
+        tracing::info!(
+            auth = %sql_pool::redacted(&auth_db),
+            chats = %sql_pool::redacted(&chats_db),
+            messages = %sql_pool::redacted(&messages_db),
+            "standalone storage"
+        );
         // The internal services listen on loopback ports of their own; the
         // addresses they are reached at are filled in once they are bound.
         let loopback = "127.0.0.1:0".parse()?;
         // Only these services call each other: a fresh credential every start.
         let security = grpc_channel::Security::generated();
-        let mut auth = auth::Settings::from_env_with(database_url.clone(), secret.clone(), security.clone())?;
+        let mut auth = auth::Settings::from_env_with(auth_db, secret.clone(), security.clone())?;
         auth.grpc_addr = loopback;
-        let mut metadata =
-            chat_metadata::Settings::from_env_with(database_url.clone(), secret.clone(), security.clone())?;
+        let mut metadata = chat_metadata::Settings::from_env_with(chats_db, secret.clone(), security.clone())?;
         metadata.grpc_addr = loopback;
         let sql = message_store::ContentBackend::Sql;
-        let mut messages = message_store::Settings::from_env_with(database_url, sql, secret.clone(), security.clone())?;
+        let mut messages = message_store::Settings::from_env_with(messages_db, sql, secret.clone(), security.clone())?;
         messages.grpc_addr = loopback;
         let mut gateway = gateway::Settings::from_env_with(secret, security)?;
         // Every service's metrics, on an admin listener of loopback by default;
@@ -60,6 +63,27 @@ impl Settings {
         gateway.metrics_optional = env_config::string("METRICS_ADDR").is_none();
         Ok(Self { auth, metadata, messages, gateway, subjects: event_bus::Subjects::from_env()? })
     }
+}
+
+/// The databases of auth, chat-metadata and message-store: `DATABASE_URL`
+/// (or `MYSQL_*`) for all three when set; else one SQLite file each in the
+/// data directory (`auth.db`, `chats.db`, `messages.db`: each service commits
+/// without waiting for another's write lock), or the one `chat.db` a data
+/// directory from before this layout holds.
+fn databases(data_dir: &Path) -> anyhow::Result<[Url; 3]> {
+    if let Some(url) = sql_pool::url_from_env()? {
+        return Ok([url.clone(), url.clone(), url]);
+    }
+    let shared = data_dir.join(SHARED_DATABASE);
+    if shared.exists() {
+        let url = sqlite_url(&shared)?;
+        return Ok([url.clone(), url.clone(), url]);
+    }
+    Ok([
+        sqlite_url(&data_dir.join("auth.db"))?,
+        sqlite_url(&data_dir.join("chats.db"))?,
+        sqlite_url(&data_dir.join("messages.db"))?,
+    ])
 }
 
 fn sqlite_url(path: &Path) -> anyhow::Result<Url> {

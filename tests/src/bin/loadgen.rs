@@ -3,7 +3,9 @@
 //! block (also as a JSON line, for BENCHMARKS.md).
 //!
 //!   loadgen login   --base URL [--clients 16] [--seconds 10]
-//!   loadgen send    --base URL [--clients 64] [--seconds 10] [--server-pids PID,PID...]
+//!   loadgen send    --base URL [--base2 URL] [--clients 64] [--seconds 10] [--server-pids PID,PID...]
+//!                   (with --base2, clients alternate between the two gateways; server CPU is
+//!                   charged to --server-pids, else to whoever listens on --base's port)
 //!   loadgen history --base URL [--clients 32] [--seconds 10]
 //!   loadgen idle    --base URL [--sockets 5000] --gateway-pid PID [--hold 5]
 //!   loadgen fanout  --base URL --base2 URL [--members 100] [--rate 200] [--seconds 10]
@@ -238,6 +240,11 @@ fn total_cpu(pids: &[u32]) -> f64 {
 
 async fn send(args: &Args) -> anyhow::Result<()> {
     let base = args.url("base")?;
+    let bases: Arc<Vec<String>> = Arc::new(if args.options.contains_key("base2") {
+        vec![base.clone(), args.url("base2")?]
+    } else {
+        vec![base.clone()]
+    });
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     let (clients, seconds): (usize, u64) = (args.get("clients", 64)?, args.get("seconds", 10)?);
     let people = users(&http, &base, 8).await?;
@@ -247,7 +254,7 @@ async fn send(args: &Args) -> anyhow::Result<()> {
     let pids = server_pids(args, &base)?;
     let (server_before, own_before) = (total_cpu(&pids), cpu_seconds(std::process::id())?);
     let mut result = closed_loop(clients, seconds, move |client| {
-        let (http, base, tokens) = (http.clone(), base.clone(), tokens.clone());
+        let (http, base, tokens) = (http.clone(), bases[client % bases.len()].clone(), tokens.clone());
         async move {
             let body = json!({"chat_id": chat_id, "content": format!("load {client} {}", now_us())});
             let response = http
