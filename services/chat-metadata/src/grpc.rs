@@ -342,4 +342,18 @@ impl ChatMetadataService for ChatMetadataGrpc {
             .collect();
         Ok(Response::new(pb::CheckMembershipsResponse { memberships }))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn touch_chats(
+        &self,
+        request: Request<pb::TouchChatsRequest>,
+    ) -> std::result::Result<Response<pb::TouchChatsResponse>, Status> {
+        let touched = request.into_inner().touches;
+        if touched.len() > MAX_CHECKS {
+            return Err(MetadataError::invalid("touches", format!("at most {MAX_CHECKS} per call")).into());
+        }
+        let asked: Vec<(i64, i64, bool)> = touched.iter().map(|touch| (touch.chat_id, touch.at_ms, true)).collect();
+        self.store.touch(&touches(&asked)).await?;
+        Ok(Response::new(pb::TouchChatsResponse {}))
+    }
 }

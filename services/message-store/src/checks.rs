@@ -1,8 +1,7 @@
 //! Membership checks asked of chat-metadata — what every send, read, edit
 //! and delete is decided on — batched: the checks waiting together go in one
 //! `CheckMemberships` call (see [`crate::batch`]), so that a burst of sends
-//! costs chat-metadata one query and one write (the chats' `updated_at`)
-//! instead of one of each per send.
+//! costs chat-metadata one query instead of one per send.
 //!
 //! Each answer is chat-metadata's as of the call, made after the request
 //! arrived: a removal whose response came before a send started is seen by
@@ -60,11 +59,10 @@ impl MembershipChecks {
         Self { batches }
     }
 
-    /// The user's membership of the chat now; with `touch_at_ms` > 0 (a
-    /// send), a participant's chat also moves its `updated_at` to that time.
-    pub async fn check(&self, chat_id: i64, user_id: i64, touch_at_ms: i64) -> Answer {
+    /// The user's membership of the chat now.
+    pub async fn check(&self, chat_id: i64, user_id: i64) -> Answer {
         self.batches
-            .submit(CheckMembershipRequest { chat_id, user_id, touch_at_ms })
+            .submit(CheckMembershipRequest { chat_id, user_id, touch_at_ms: 0 })
             .await
             .map_err(|_| MessageError::Unavailable(METADATA.into()))?
     }

@@ -89,7 +89,7 @@ impl MessageStoreGrpc {
     /// with its response (a membership event only reaches this service
     /// shortly after).
     async fn membership(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
-        self.checks.check(chat_id, user_id, 0).await
+        self.checks.check(chat_id, user_id).await
     }
 
     /// The caller's membership, from the cache when it has it: only for
@@ -107,15 +107,6 @@ impl MessageStoreGrpc {
     /// The caller's membership of the chat: `NotFound` for no chat, `Forbidden` for an outsider.
     async fn require_participant(&self, chat_id: i64, user_id: i64) -> Result<Membership> {
         Self::participant_only(self.membership(chat_id, user_id).await?)
-    }
-
-    /// [`Self::require_participant`] for a send: a participant's chat also
-    /// moves its `updated_at` to `at_ms`, in the same (batched) call to
-    /// chat-metadata, before the message is stored: the chat list is in order
-    /// by the time the send is answered (a send that then fails has moved
-    /// the chat up a list, which is harmless).
-    async fn require_sender(&self, chat_id: i64, user_id: i64, at_ms: i64) -> Result<Membership> {
-        Self::participant_only(self.checks.check(chat_id, user_id, at_ms).await?)
     }
 
     fn participant_only(membership: Membership) -> Result<Membership> {
@@ -172,7 +163,7 @@ impl MessageStoreGrpc {
         let content = Content::parse(request.content)?;
         let client_msg_id = ClientMsgId::parse(request.client_msg_id)?;
         let now = event_bus::now_ms();
-        self.require_sender(request.chat_id, sender.user_id, now).await?;
+        self.require_participant(request.chat_id, sender.user_id).await?;
         let new = NewMessage {
             chat_id: request.chat_id,
             sender_id: sender.user_id,

@@ -56,9 +56,14 @@ impl Application {
         )?);
         let memberships =
             MembershipCache::listen(settings.membership_ttl, delivery.bus.clone(), &delivery.subjects).await;
-        let writer =
-            Writer::spawn(db.clone(), placement.clone(), delivery.sink(&db, OUTBOX_TABLE)?, delivery.subjects.clone());
-        let checks = MembershipChecks::spawn(metadata);
+        let writer = Writer::spawn(
+            db.clone(),
+            placement.clone(),
+            delivery.sink(&db, OUTBOX_TABLE)?,
+            delivery.subjects.clone(),
+            metadata.clone(),
+        );
+        let checks = MembershipChecks::spawn(metadata.clone());
         let service = MessageStoreGrpc::new(MessageStore::new(db.clone()), writer, placement, checks, memberships);
         let options = grpc_channel::ServeOptions::new(
             &settings.security,

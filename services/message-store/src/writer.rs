@@ -16,14 +16,24 @@
 //! 3. commit, then the events go out ([`outbox::EventSink::committed`]) and
 //!    each caller gets its answer.
 //!
+//! While the transaction runs, the chats of the batch's new messages move
+//! up their members' chat lists: one `TouchChats` call to chat-metadata
+//! (their `updated_at`), awaited before anyone is answered — so the list is
+//! in order by the time a send is answered, and the two commits overlap
+//! instead of adding up. A chat moved for a send that then fails is harmless.
+//!
 //! A batch that loses a lock race (a deadlock, SQLite busy) runs again as a
 //! whole; one that fails otherwise fails every caller in it with the same
 //! error, and nothing of it is stored or announced.
 
 use std::{collections::HashMap, sync::Arc};
 
-use chat_proto::events::{ChatEvent, MessageDeleted, chat_event::Kind};
+use chat_proto::{
+    events::{ChatEvent, MessageDeleted, chat_event::Kind},
+    metadata::{ChatTouch, TouchChatsRequest, chat_metadata_service_client::ChatMetadataServiceClient},
+};
 use event_bus::{Outbound, Subjects};
+use grpc_channel::GrpcChannel;
 use outbox::EventSink;
 use sql_pool::{Backend, Db};
 use sqlx::{AnyConnection, Row};
@@ -128,6 +138,7 @@ struct Inner {
     contents: Contents,
     sink: EventSink,
     subjects: Subjects,
+    metadata: ChatMetadataServiceClient<GrpcChannel>,
 }
 
 /// Hands changes to this process's writer task.
@@ -137,9 +148,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task.
-    pub fn spawn(db: Db, contents: Contents, sink: EventSink, subjects: Subjects) -> Self {
-        let inner = Arc::new(Inner { db, contents, sink, subjects });
+    /// Starts the writer task; chats are moved up their lists through `metadata`.
+    pub fn spawn(
+        db: Db,
+        contents: Contents,
+        sink: EventSink,
+        subjects: Subjects,
+        metadata: ChatMetadataServiceClient<GrpcChannel>,
+    ) -> Self {
+        let inner = Arc::new(Inner { db, contents, sink, subjects, metadata });
         let batches = Batcher::spawn(MAX_BATCH, QUEUE, move |jobs| {
             let inner = inner.clone();
             async move { inner.run(jobs).await }
@@ -198,17 +215,22 @@ impl Inner {
             tracing::warn!(%error, "cannot store a batch's content");
             content_failed = Some(error);
         }
-        let mut attempt = 0;
-        let committed = loop {
-            attempt += 1;
-            match self.commit(&jobs, content_failed.is_none()).await {
-                Err(error) if sql_pool::is_retryable(&error) && attempt < ATTEMPTS => {
-                    tracing::debug!(%error, attempt, size, "a batch lost a lock race, running it again");
-                    tokio::time::sleep(std::time::Duration::from_millis(2 * u64::from(attempt))).await;
+        let with_sends = content_failed.is_none();
+        let commit = async {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.commit(&jobs, with_sends).await {
+                    Err(error) if sql_pool::is_retryable(&error) && attempt < ATTEMPTS => {
+                        tracing::debug!(%error, attempt, size, "a batch lost a lock race, running it again");
+                        tokio::time::sleep(std::time::Duration::from_millis(2 * u64::from(attempt))).await;
+                    }
+                    result => break result,
                 }
-                result => break result,
             }
         };
+        let touches = if with_sends { latest_per_chat(&jobs) } else { Vec::new() };
+        let (committed, ()) = tokio::join!(commit, self.touch(touches));
         match committed {
             Ok((outcomes, events)) => {
                 self.sink.committed(events).await;
@@ -241,6 +263,16 @@ impl Inner {
                 }
                 jobs.iter().map(|_| Err(batch_failure(&error))).collect()
             }
+        }
+    }
+
+    /// Moves these chats up their members' lists; a failure only costs the order.
+    async fn touch(&self, touches: Vec<ChatTouch>) {
+        if touches.is_empty() {
+            return;
+        }
+        if let Err(status) = self.metadata.clone().touch_chats(TouchChatsRequest { touches }).await {
+            tracing::warn!(code = ?status.code(), message = status.message(), "cannot move chats up their lists");
         }
     }
 
@@ -322,6 +354,18 @@ impl Inner {
         tx.commit().await?;
         Ok((outcomes, events))
     }
+}
+
+/// The latest new message's time of each chat the batch sends to.
+fn latest_per_chat(jobs: &[(Change, TracePairs)]) -> Vec<ChatTouch> {
+    let mut latest: HashMap<i64, i64> = HashMap::new();
+    for (change, _) in jobs {
+        if let Change::Send(new) = change {
+            let at = latest.entry(new.chat_id).or_insert(new.created_at_ms);
+            *at = (*at).max(new.created_at_ms);
+        }
+    }
+    latest.into_iter().map(|(chat_id, at_ms)| ChatTouch { chat_id, at_ms }).collect()
 }
 
 /// Best effort: content nothing refers to.

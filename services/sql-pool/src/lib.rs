@@ -132,15 +132,25 @@ impl Db {
         let mut pool_options =
             AnyPoolOptions::new().max_connections(settings.max_connections).acquire_timeout(settings.acquire_timeout);
         if backend == Backend::Sqlite {
+            // WAL with synchronous = FULL: a commit is fsynced before it is
+            // answered (it survives a power cut). Checkpoints run in the
+            // background (`checkpoint_in_background`), not in whichever commit
+            // happens to fill the WAL; the automatic one is only a backstop.
             pool_options = pool_options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
-                        .await?;
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+                         PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 20000;",
+                    )
+                    .await?;
                     Ok(())
                 })
             });
         }
         let pool = pool_options.connect_with(options).await?;
+        if backend == Backend::Sqlite {
+            checkpoint_in_background(pool.clone());
+        }
         Ok(Self { pool, backend })
     }
 
@@ -220,6 +230,26 @@ impl Db {
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
+}
+
+/// How often SQLite's WAL is checkpointed in the background.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies SQLite's WAL into the database file every [`CHECKPOINT_EVERY`],
+/// without waiting for readers or writers (`PASSIVE`), on a connection of its
+/// own, for as long as the pool is open: a commit never pays for a
+/// checkpoint (seen as 50–100 ms stalls of a send every few seconds).
+fn checkpoint_in_background(pool: AnyPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !pool.is_closed() {
+            tick.tick().await;
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                tracing::debug!(%error, "background WAL checkpoint failed; the next one tries again");
+            }
+        }
+    });
 }
 
 /// Whether an error means "the database is not reachable (yet)" rather than a bug.
