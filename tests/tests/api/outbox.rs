@@ -126,23 +126,29 @@ async fn changes_committed_while_nats_is_down_reach_the_stream_once_it_is_back_i
     await_stream(&app.nats_url, &app.subjects, 5, Duration::from_secs(10)).await;
 
     nats.stop();
-    // Sends do not need the bus: each is committed (and answered) with its outbox row.
+    // Changes do not need the bus: each is committed (and answered) with its outbox row.
+    let mut during = Vec::new();
     for n in 0..10 {
-        send(&app, users[n % 2], chat_id, &format!("during {n}")).await;
+        during.push(send(&app, users[n % 2], chat_id, &format!("during {n}")).await);
     }
+    let edit = as_user(users[0], pb::EditMessageRequest { message_id: during[0].id, content: "again".into() });
+    app.messages().await.edit_message(edit).await.expect("edited while the bus is down");
+    let delete = as_user(users[1], pb::DeleteMessageRequest { message_id: during[1].id });
+    app.messages().await.delete_message(delete).await.expect("deleted while the bus is down");
     let remove = as_user(users[0], metadata_pb::RemoveParticipantRequest { chat_id, user_id: users[1] });
     app.metadata().await.remove_participant(remove).await.expect("removed while the bus is down");
     assert!(app.db_count("SELECT COUNT(*) AS n FROM message_outbox").await >= 10, "kept in the outbox meanwhile");
     tokio::time::sleep(Duration::from_secs(5)).await;
     nats.restart();
 
-    // 2 added ×2 subjects, 1 new before, 10 new during, 1 removed ×2.
-    let events = await_stream(&app.nats_url, &app.subjects, 17, Duration::from_secs(20)).await;
-    let messages: Vec<String> = (1..=11).map(|seq| format!("new {seq}")).collect();
+    // 2 added ×2 subjects, 1 new before, 10 new, 1 edited and 1 deleted during, 1 removed ×2.
+    let events = await_stream(&app.nats_url, &app.subjects, 19, Duration::from_secs(20)).await;
+    let mut messages: Vec<String> = (1..=11).map(|seq| format!("new {seq}")).collect();
+    messages.extend(["edited 2".to_owned(), format!("deleted {}", during[1].id)]);
     let memberships =
         vec![format!("added {}", users[0]), format!("added {}", users[1]), format!("removed {}", users[1])];
     assert_eq!(on_subject(&events, &app.subjects.events(chat_id)), (messages, memberships));
-    assert_eq!(events.len(), 17, "nothing twice: {:?}", events.iter().map(|e| describe(&e.event)).collect::<Vec<_>>());
+    assert_eq!(events.len(), 19, "nothing twice: {:?}", events.iter().map(|e| describe(&e.event)).collect::<Vec<_>>());
     assert_emptied(&app, "message_outbox").await;
     assert_emptied(&app, "metadata_outbox").await;
 }
