@@ -5,13 +5,13 @@ use crate::error::MetadataError;
 /// The most members a group may have, its creator included.
 pub const MAX_GROUP_MEMBERS: usize = 100;
 
-/// The chats a batch of membership checks moves: for each check
-/// `(chat, touch_at_ms, is_participant)` that asks to touch (time > 0) and
-/// is a participant's, the chat's latest such time; by chat id.
-pub fn touches(checks: &[(i64, i64, bool)]) -> Vec<(i64, i64)> {
+/// What a batch of `(chat, at_ms)` touches moves: each chat once, to its
+/// latest time (times ≤ 0 move nothing), chats in id order (the order their
+/// rows are locked in).
+pub fn touches(asked: &[(i64, i64)]) -> Vec<(i64, i64)> {
     let mut latest = std::collections::BTreeMap::new();
-    for (chat_id, at_ms, is_participant) in checks {
-        if *at_ms > 0 && *is_participant {
+    for (chat_id, at_ms) in asked {
+        if *at_ms > 0 {
             let at = latest.entry(*chat_id).or_insert(*at_ms);
             *at = (*at).max(*at_ms);
         }
@@ -106,16 +106,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_of_checks_touches_each_participants_chat_once_at_its_latest_time() {
-        type Case = (&'static str, Vec<(i64, i64, bool)>, Vec<(i64, i64)>);
+    fn a_batch_of_touches_moves_each_chat_once_to_its_latest_time() {
+        type Case = (&'static str, Vec<(i64, i64)>, Vec<(i64, i64)>);
         let cases: Vec<Case> = vec![
-            ("no checks", vec![], vec![]),
-            ("a read touches nothing", vec![(1, 0, true)], vec![]),
-            ("an outsider's send touches nothing", vec![(1, 500, false)], vec![]),
-            ("one send", vec![(1, 500, true)], vec![(1, 500)]),
+            ("no touches", vec![], vec![]),
+            ("no time, no move", vec![(1, 0), (2, -5)], vec![]),
+            ("one chat", vec![(1, 500)], vec![(1, 500)]),
             (
                 "the latest time per chat, chats in id order",
-                vec![(2, 700, true), (1, 500, true), (2, 600, true), (1, 900, false)],
+                vec![(2, 700), (1, 500), (2, 600), (1, 400)],
                 vec![(1, 500), (2, 700)],
             ),
         ];

@@ -304,9 +304,6 @@ impl ChatMetadataService for ChatMetadataGrpc {
     ) -> std::result::Result<Response<pb::Membership>, Status> {
         let request = request.into_inner();
         let (chat_exists, participant) = self.store.membership(request.chat_id, request.user_id).await?;
-        if request.touch_at_ms > 0 && participant.is_some() {
-            self.store.touch(&[(request.chat_id, request.touch_at_ms)]).await?;
-        }
         Ok(Response::new(pb::Membership {
             chat_exists,
             is_participant: participant.is_some(),
@@ -326,12 +323,6 @@ impl ChatMetadataService for ChatMetadataGrpc {
         }
         let pairs: Vec<(i64, i64)> = checks.iter().map(|check| (check.chat_id, check.user_id)).collect();
         let found = self.store.memberships(&pairs).await?;
-        let asked: Vec<(i64, i64, bool)> = checks
-            .iter()
-            .zip(&found)
-            .map(|(check, found)| (check.chat_id, check.touch_at_ms, found.participant.is_some()))
-            .collect();
-        self.store.touch(&touches(&asked)).await?;
         let memberships = found
             .into_iter()
             .map(|found| pb::Membership {
@@ -352,7 +343,7 @@ impl ChatMetadataService for ChatMetadataGrpc {
         if touched.len() > MAX_CHECKS {
             return Err(MetadataError::invalid("touches", format!("at most {MAX_CHECKS} per call")).into());
         }
-        let asked: Vec<(i64, i64, bool)> = touched.iter().map(|touch| (touch.chat_id, touch.at_ms, true)).collect();
+        let asked: Vec<(i64, i64)> = touched.iter().map(|touch| (touch.chat_id, touch.at_ms)).collect();
         self.store.touch(&touches(&asked)).await?;
         Ok(Response::new(pb::TouchChatsResponse {}))
     }

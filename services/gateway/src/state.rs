@@ -89,7 +89,7 @@ impl AppState {
 impl Services {
     /// Ok when `user_id` is a participant of the chat; 404 for no chat, 403 for an outsider.
     pub async fn require_participant(&self, chat_id: i64, user_id: i64) -> Result<(), ApiError> {
-        let request = CheckMembershipRequest { chat_id, user_id, touch_at_ms: 0 };
+        let request = CheckMembershipRequest { chat_id, user_id };
         let membership = self
             .metadata
             .clone()

@@ -62,7 +62,7 @@ impl MembershipChecks {
     /// The user's membership of the chat now.
     pub async fn check(&self, chat_id: i64, user_id: i64) -> Answer {
         self.batches
-            .submit(CheckMembershipRequest { chat_id, user_id, touch_at_ms: 0 })
+            .submit(CheckMembershipRequest { chat_id, user_id })
             .await
             .map_err(|_| MessageError::Unavailable(METADATA.into()))?
     }

@@ -201,6 +201,9 @@ struct Relay {
 
 impl Relay {
     async fn run(mut self, mut queue: mpsc::Receiver<Live>) {
+        // The stream exists from the start, not from the first event (and
+        // again after every publish that found none).
+        self.ready().await;
         let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
         let mut retry_at = tokio::time::Instant::now();
         loop {

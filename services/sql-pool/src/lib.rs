@@ -217,7 +217,7 @@ impl Db {
         Ok(db)
     }
 
-    /// A health check for `grpc_channel::serve`: whether the database answers now.
+    /// A health check for `grpc_channel::GrpcServer::serve`: whether the database answers now.
     pub fn health_check(&self) -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> + Send + 'static {
         let db = self.clone();
         move || {

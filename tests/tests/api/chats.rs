@@ -2,6 +2,7 @@
 
 use chat_proto::{
     events::chat_event::Kind,
+    messages as messages_pb,
     metadata::{self as pb, ChatType},
 };
 use chat_tests::{as_user, spawn_deployment_on};
@@ -102,7 +103,7 @@ async fn the_last_admin_leaving_promotes_the_longest_standing_member(backend: Ba
         metadata.leave_chat(as_user(*user, pb::LeaveChatRequest { chat_id: chat.id })).await.unwrap();
     }
     let membership = metadata
-        .check_membership(pb::CheckMembershipRequest { chat_id: chat.id, user_id: users[1], touch_at_ms: 0 })
+        .check_membership(pb::CheckMembershipRequest { chat_id: chat.id, user_id: users[1] })
         .await
         .unwrap()
         .into_inner();
@@ -112,7 +113,7 @@ async fn the_last_admin_leaving_promotes_the_longest_standing_member(backend: Ba
 }
 on_both_backends!(the_last_admin_leaving_promotes_the_longest_standing_member);
 
-async fn a_senders_membership_check_moves_the_chat_and_an_outsiders_does_not(backend: Backend) {
+async fn a_send_moves_its_chat_up_before_it_is_answered_and_checks_never_write(backend: Backend) {
     let app = spawn_deployment_on(backend).await;
     let users = app.register_many("touch", 3).await;
     let mut metadata = app.metadata().await;
@@ -122,21 +123,28 @@ async fn a_senders_membership_check_moves_the_chat_and_an_outsiders_does_not(bac
         let (mut reader, request) = (reader.clone(), as_user(users[0], pb::GetChatRequest { chat_id: chat.id }));
         async move { reader.get_chat(request).await.unwrap().into_inner().updated_at_ms }
     };
-    let later = chat.updated_at_ms + 60_000;
 
-    let outsider = pb::CheckMembershipRequest { chat_id: chat.id, user_id: users[2], touch_at_ms: later };
-    assert!(!metadata.check_membership(outsider).await.unwrap().into_inner().is_participant);
-    assert_eq!(updated_at().await, chat.updated_at_ms, "an outsider moves nothing");
+    for user_id in [users[1], users[2]] {
+        metadata.check_membership(pb::CheckMembershipRequest { chat_id: chat.id, user_id }).await.unwrap();
+    }
+    assert_eq!(updated_at().await, chat.updated_at_ms, "a membership check moves nothing");
 
-    let sender = pb::CheckMembershipRequest { chat_id: chat.id, user_id: users[1], touch_at_ms: later };
-    assert!(metadata.check_membership(sender).await.unwrap().into_inner().is_participant);
-    assert_eq!(updated_at().await, later);
+    let send = messages_pb::SendMessageRequest { chat_id: chat.id, content: "hi".into(), client_msg_id: None };
+    let sent = app.messages().await.send_message(as_user(users[1], send)).await.unwrap().into_inner();
+    let at = sent.message.unwrap().timestamp_ms;
+    assert!(at > chat.updated_at_ms);
+    assert_eq!(updated_at().await, at, "the chat moved to its new message before the send was answered");
 
-    let earlier = pb::CheckMembershipRequest { chat_id: chat.id, user_id: users[1], touch_at_ms: later - 1 };
-    metadata.check_membership(earlier).await.unwrap();
+    let later = at + 60_000;
+    let touch = |at_ms| pb::TouchChatsRequest {
+        touches: vec![pb::ChatTouch { chat_id: chat.id, at_ms }, pb::ChatTouch { chat_id: chat.id, at_ms: at_ms - 5 }],
+    };
+    metadata.touch_chats(touch(later)).await.unwrap();
+    assert_eq!(updated_at().await, later, "the latest time of a batch wins");
+    metadata.touch_chats(touch(later - 1)).await.unwrap();
     assert_eq!(updated_at().await, later, "updated_at never moves back");
 }
-on_both_backends!(a_senders_membership_check_moves_the_chat_and_an_outsiders_does_not);
+on_both_backends!(a_send_moves_its_chat_up_before_it_is_answered_and_checks_never_write);
 
 async fn membership_changes_are_published_on_the_chats_subject(backend: Backend) {
     let app = spawn_deployment_on(backend).await;

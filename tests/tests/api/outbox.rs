@@ -84,6 +84,16 @@ fn on_subject(events: &[StreamedEvent], subject: &str) -> (Vec<String>, Vec<Stri
 #[tokio::test]
 async fn every_committed_change_is_in_the_stream_exactly_once_in_commit_order() {
     let app = spawn_deployment().await;
+    let jetstream = async_nats::jetstream::new(async_nats::connect(&app.nats_url).await.unwrap());
+    let mut created = false;
+    for _ in 0..50 {
+        created = jetstream.get_stream(outbox::stream::name(&app.subjects)).await.is_ok();
+        if created {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(created, "the services create the stream at start-up, before any event");
     let (chat_id, users) = group_of(&app, 3).await;
     let mut sent = Vec::new();
     for n in 0..4 {

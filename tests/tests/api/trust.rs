@@ -64,7 +64,7 @@ async fn every_service_refuses_calls_without_the_internal_credential() {
     assert_unauthenticated(auth.login(login).await, "auth Login without a credential");
     let mut metadata = ChatMetadataServiceClient::new(bare(&services.metadata).await);
     assert_unauthenticated(metadata.add_participants(as_user(user_id, add())).await, "chat-metadata AddParticipants");
-    let check = metadata_pb::CheckMembershipRequest { chat_id, user_id, touch_at_ms: 0 };
+    let check = metadata_pb::CheckMembershipRequest { chat_id, user_id };
     assert_unauthenticated(metadata.check_membership(check).await, "chat-metadata CheckMembership");
     let mut messages = MessageStoreServiceClient::new(bare(&services.messages).await);
     assert_unauthenticated(messages.send_message(as_user(user_id, send())).await, "message-store SendMessage");
