@@ -4,7 +4,9 @@
 //!
 //! - **Order.** A room delivers `new_message` in `seq` order, each once: a
 //!   message ahead of a gap waits briefly, then the room backfills the gap
-//!   from message-store (also after the bus reconnects).
+//!   from message-store (also after the bus reconnects). The rules are the
+//!   pure [`super::sequencer::Sequencer`]'s; the room only feeds it and
+//!   broadcasts what it releases.
 //! - **Presence.** Each replica announces a user's first and last local socket
 //!   of a chat on the chat's presence subject, heartbeats on
 //!   `<prefix>.gateway.heartbeat`, and answers "who is online" questions. A
@@ -12,7 +14,7 @@
 //! - **Typing** goes over the bus too; a start with no stop expires after 10 s.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
@@ -40,7 +42,7 @@ use tokio::{
 };
 use tracing::Instrument as _;
 
-use super::frames::ServerFrame;
+use super::{frames::ServerFrame, sequencer::Sequencer};
 use crate::{
     metrics::METRICS,
     models::{Message, timestamp},
@@ -133,18 +135,10 @@ pub struct Registration {
     pub close: Arc<CloseSignal>,
 }
 
-#[derive(Default)]
-struct Order {
-    last_id: i64,
-    last_seq: Option<i64>,
-    pending: BTreeMap<i64, messages_pb::Message>,
-    gap_since: Option<Instant>,
-}
-
 struct Room {
     chat_id: i64,
     sockets: Mutex<HashMap<u64, SocketHandle>>,
-    order: tokio::sync::Mutex<Order>,
+    order: tokio::sync::Mutex<Sequencer>,
     /// Who is online in the chat, and on which replicas (this one included).
     presence: Mutex<HashMap<i64, HashSet<String>>>,
     typing: Mutex<HashMap<i64, Instant>>,
@@ -197,7 +191,7 @@ impl Room {
         Self {
             chat_id,
             sockets: Mutex::new(HashMap::new()),
-            order: tokio::sync::Mutex::new(Order::default()),
+            order: tokio::sync::Mutex::new(Sequencer::default()),
             presence: Mutex::new(HashMap::new()),
             typing: Mutex::new(HashMap::new()),
             task: Mutex::new(None),
@@ -264,48 +258,13 @@ impl Room {
         }
     }
 
-    /// Whether the room has a `new_message` to deliver now, in order; delivers it.
-    fn deliver(&self, order: &mut Order, message: messages_pb::Message) {
-        order.last_id = order.last_id.max(message.id);
-        order.last_seq = Some(message.seq);
-        let chat_id = message.chat_id;
-        let id = message.id;
-        let json = ServerFrame::NewMessage { chat_id, message: Message::from(message) }.to_json();
-        self.broadcast(Outbound::Message { id, json: json.into() }, None);
-    }
-
-    /// Takes a message from the bus: delivers it and whatever it unblocks, or holds it behind a gap.
-    fn accept(&self, order: &mut Order, message: messages_pb::Message) {
-        if message.id <= order.last_id {
-            return;
+    /// Broadcasts `new_message`s the sequencer released, in order.
+    fn deliver(&self, messages: Vec<messages_pb::Message>) {
+        for message in messages {
+            let (chat_id, id) = (message.chat_id, message.id);
+            let json = ServerFrame::NewMessage { chat_id, message: Message::from(message) }.to_json();
+            self.broadcast(Outbound::Message { id, json: json.into() }, None);
         }
-        match order.last_seq {
-            Some(last) if message.seq <= last => {}
-            Some(last) if message.seq > last + 1 => {
-                order.gap_since.get_or_insert_with(Instant::now);
-                order.pending.insert(message.seq, message);
-            }
-            _ => {
-                self.deliver(order, message);
-                self.drain(order);
-            }
-        }
-    }
-
-    /// Delivers the held messages that follow on now.
-    fn drain(&self, order: &mut Order) {
-        while let Some(last) = order.last_seq {
-            let Some(entry) = order.pending.first_entry() else { break };
-            if *entry.key() <= last {
-                entry.remove();
-            } else if *entry.key() == last + 1 {
-                let message = entry.remove();
-                self.deliver(order, message);
-            } else {
-                break;
-            }
-        }
-        order.gap_since = if order.pending.is_empty() { None } else { Some(Instant::now()) };
     }
 }
 
@@ -612,13 +571,8 @@ impl Inner {
         let newest = tokio::time::timeout(BASELINE_WAIT, self.messages.clone().get_history(request)).await;
         match newest.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("baseline"))) {
             Ok(page) => {
-                let mut order = room.order.lock().await;
-                if let Some(newest) = page.into_inner().messages.pop() {
-                    order.last_id = newest.id;
-                    order.last_seq = Some(newest.seq);
-                } else {
-                    order.last_seq = Some(0);
-                }
+                let newest = page.into_inner().messages.pop().map(|newest| (newest.id, newest.seq));
+                room.order.lock().await.baseline(newest);
             }
             Err(status) => {
                 tracing::warn!(chat_id = room.chat_id, code = ?status.code(), "no history baseline; taking the bus as it comes")
@@ -635,26 +589,25 @@ impl Inner {
         let mut order = room.order.lock().await;
         loop {
             // A fan-out read, like the baseline.
-            let request =
-                GetHistoryRequest { chat_id: room.chat_id, limit: 100, cursor: Some(Cursor::AfterId(order.last_id)) };
+            let request = GetHistoryRequest {
+                chat_id: room.chat_id,
+                limit: 100,
+                cursor: Some(Cursor::AfterId(order.after_id())),
+            };
             let page = match self.messages.clone().get_history(request).await {
                 Ok(page) => page.into_inner(),
                 Err(status) => {
                     tracing::warn!(chat_id = room.chat_id, code = ?status.code(), "backfill failed; will retry");
-                    order.gap_since = Some(Instant::now());
+                    order.backfill_failed(Instant::now());
                     return;
                 }
             };
-            for message in page.messages {
-                if message.id > order.last_id && order.last_seq.is_none_or(|last| message.seq > last) {
-                    room.deliver(&mut order, message);
-                }
-            }
+            room.deliver(order.backfilled(page.messages));
             if !page.has_more {
                 break;
             }
         }
-        room.drain(&mut order);
+        room.deliver(order.drain(Instant::now()));
     }
 
     async fn on_chat_event(&self, room: &Room, event: ChatEvent) {
@@ -662,7 +615,7 @@ impl Inner {
         match event.kind {
             Some(Kind::NewMessage(message)) => {
                 let mut order = room.order.lock().await;
-                room.accept(&mut order, message);
+                room.deliver(order.accept(message, Instant::now()));
             }
             Some(Kind::MessageEdited(message)) => {
                 room.broadcast_frame(&ServerFrame::MessageEdited { chat_id, message: message.into() }, None);
@@ -804,7 +757,7 @@ async fn room_loop(
             _ = tick.tick() => {
                 let Some(inner) = hub.upgrade() else { return };
                 inner.expire_typing(&room);
-                let gap = room.order.lock().await.gap_since.is_some_and(|since| since.elapsed() >= GAP_WAIT);
+                let gap = room.order.lock().await.needs_backfill(Instant::now(), GAP_WAIT);
                 if gap {
                     inner.backfill(&room).await;
                 }

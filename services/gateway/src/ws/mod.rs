@@ -2,6 +2,7 @@
 
 pub mod frames;
 pub mod hub;
+pub mod sequencer;
 pub mod socket;
 
 use axum::{
