@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod http_server;
 pub mod limits;
+pub mod messaging;
 pub mod metrics;
 pub mod models;
 pub mod openapi;

@@ -6,37 +6,10 @@ use chat_proto::messages::{self as pb, get_history_request::Cursor};
 use crate::{
     error::{ApiError, ErrorBody},
     extract::{AppJson, AppPath, AppQuery, AuthUser},
+    messaging::{self, messages_error},
     models::{EditMessageBody, HistoryPage, HistoryParams, Message, SendMessageBody, page},
     state::AppState,
 };
-
-const MESSAGES: &str = "the message-store service";
-
-fn messages_error(status: tonic::Status) -> ApiError {
-    ApiError::from_status(status, MESSAGES)
-}
-
-/// Spends one of the caller's writes (a send or an edit); 429 past the limit.
-fn spend_write(state: &AppState, caller: &AuthUser) -> Result<(), ApiError> {
-    state.limits.writes.take(&caller.user_id, std::time::Instant::now()).map_err(ApiError::rate_limited)
-}
-
-/// Stores a message as the caller; `(message, created)`. Shared with the WebSocket.
-pub async fn send_as(
-    state: &AppState,
-    caller: &AuthUser,
-    chat_id: i64,
-    content: String,
-    client_msg_id: Option<String>,
-) -> Result<(pb::Message, bool), ApiError> {
-    spend_write(state, caller)?;
-    let request = pb::SendMessageRequest { chat_id, content, client_msg_id };
-    let response =
-        state.messages.clone().send_message(caller.call(request)).await.map_err(messages_error)?.into_inner();
-    let message =
-        response.message.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("SendMessage returned nothing")))?;
-    Ok((message, response.created))
-}
 
 /// Send a message; delivered as `new_message` on every live socket of the chat.
 #[utoipa::path(
@@ -56,7 +29,7 @@ pub async fn send(
     caller: AuthUser,
     AppJson(body): AppJson<SendMessageBody>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
-    let (message, created) = send_as(&state, &caller, body.chat_id, body.content, body.client_msg_id).await?;
+    let (message, created) = messaging::send(&state, &caller, body.chat_id, body.content, body.client_msg_id).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(message.into())))
 }
@@ -111,7 +84,7 @@ pub async fn edit(
     AppPath(message_id): AppPath<i64>,
     AppJson(body): AppJson<EditMessageBody>,
 ) -> Result<Json<Message>, ApiError> {
-    spend_write(&state, &caller)?;
+    messaging::spend_write(&state, &caller)?;
     let request = pb::EditMessageRequest { message_id, content: body.content };
     let message = state.messages.clone().edit_message(caller.call(request)).await.map_err(messages_error)?.into_inner();
     Ok(Json(message.into()))

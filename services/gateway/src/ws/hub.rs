@@ -42,7 +42,7 @@ use tokio::{
 };
 use tracing::Instrument as _;
 
-use super::{frames::ServerFrame, sequencer::Sequencer};
+use super::{close::CloseCode, frames::ServerFrame, sequencer::Sequencer};
 use crate::{
     metrics::METRICS,
     models::{Message, timestamp},
@@ -65,11 +65,6 @@ const BASELINE_WAIT: Duration = Duration::from_secs(2);
 /// How long a presence question waits for the replicas' answers.
 const QUERY_WAIT: Duration = Duration::from_millis(500);
 
-/// Close codes.
-pub const CLOSE_NOT_PARTICIPANT: u16 = 4403;
-pub const CLOSE_TOO_SLOW: u16 = 1013;
-/// The replica is shutting down: reconnect (to another replica) and resume with `after`.
-pub const CLOSE_RESTART: u16 = 1012;
 /// How long a stopping hub tries to say goodbye to the other replicas.
 const GOODBYE_WAIT: Duration = Duration::from_secs(1);
 /// How often a draining hub looks whether its sockets are gone.
@@ -93,26 +88,26 @@ pub type Queued = Arc<Outbound>;
 /// The hub's word to a socket that it must close, and with which code.
 #[derive(Debug, Default)]
 pub struct CloseSignal {
-    /// 0 until the hub closes the socket.
+    /// 0 until the hub closes the socket, then the [`CloseCode`]'s number.
     code: AtomicU16,
     notify: Notify,
 }
 
 impl CloseSignal {
     /// Tells the socket to close with `code` (a later code replaces an earlier one).
-    pub fn close(&self, code: u16) {
-        self.code.store(code, Ordering::Release);
+    pub fn close(&self, code: CloseCode) {
+        self.code.store(code.code(), Ordering::Release);
         // One waiter at most (the socket); with none, the permit waits for it.
         self.notify.notify_one();
     }
 
     /// The code, once the hub has closed the socket.
-    pub fn code(&self) -> Option<u16> {
-        Some(self.code.load(Ordering::Acquire)).filter(|code| *code != 0)
+    pub fn code(&self) -> Option<CloseCode> {
+        CloseCode::from_code(self.code.load(Ordering::Acquire))
     }
 
     /// Waits until the hub closes the socket; the code.
-    pub async fn closed(&self) -> u16 {
+    pub async fn closed(&self) -> CloseCode {
         loop {
             if let Some(code) = self.code() {
                 return code;
@@ -211,7 +206,7 @@ impl Room {
                 METRICS.ws_frames_queued.inc();
             } else {
                 METRICS.ws_slow_closes.inc();
-                handle.close.close(CLOSE_TOO_SLOW);
+                handle.close.close(CloseCode::TryAgain);
             }
         }
     }
@@ -336,7 +331,7 @@ impl Hub {
         }
         // A socket that joined while `drain` went through the rooms is closed like the others.
         if self.inner.draining.load(Ordering::SeqCst) {
-            close.close(CLOSE_RESTART);
+            close.close(CloseCode::Restart);
         }
         Ok(Registration { socket_id, queue, close })
     }
@@ -346,12 +341,12 @@ impl Hub {
         self.inner.draining.load(Ordering::SeqCst)
     }
 
-    /// From now on no socket joins (a socket joining meanwhile is closed with [`CLOSE_RESTART`]).
+    /// From now on no socket joins (a socket joining meanwhile is closed with [`CloseCode::Restart`]).
     pub fn stop_accepting(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Shuts the hub down: closes every socket with [`CLOSE_RESTART`] (and any
+    /// Shuts the hub down: closes every socket with [`CloseCode::Restart`] (and any
     /// that joins later), waits up to `within` for them to leave — each
     /// departure withdraws its user's presence as usual — then tells the other
     /// replicas that this one is gone, so they drop it at once instead of
@@ -362,7 +357,7 @@ impl Hub {
             let rooms = self.inner.rooms.lock().await;
             for room in rooms.values() {
                 for handle in lock(&room.sockets).values() {
-                    handle.close.close(CLOSE_RESTART);
+                    handle.close.close(CloseCode::Restart);
                 }
             }
         }
@@ -648,7 +643,7 @@ impl Inner {
                     sockets.retain(|_, handle| {
                         let stays = handle.user_id != change.user_id;
                         if !stays {
-                            handle.close.close(CLOSE_NOT_PARTICIPANT);
+                            handle.close.close(CloseCode::Forbidden);
                         }
                         stays
                     });
@@ -834,8 +829,8 @@ mod tests {
     async fn a_close_before_the_socket_waits_is_not_lost() {
         let signal = CloseSignal::default();
         assert_eq!(signal.code(), None);
-        signal.close(CLOSE_TOO_SLOW);
-        assert_eq!(tokio::time::timeout(WAIT, signal.closed()).await, Ok(CLOSE_TOO_SLOW));
+        signal.close(CloseCode::TryAgain);
+        assert_eq!(tokio::time::timeout(WAIT, signal.closed()).await, Ok(CloseCode::TryAgain));
     }
 
     #[tokio::test]
@@ -846,7 +841,7 @@ mod tests {
             async move { signal.closed().await }
         });
         tokio::task::yield_now().await;
-        signal.close(CLOSE_NOT_PARTICIPANT);
-        assert_eq!(tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap(), CLOSE_NOT_PARTICIPANT);
+        signal.close(CloseCode::Forbidden);
+        assert_eq!(tokio::time::timeout(WAIT, waiter).await.unwrap().unwrap(), CloseCode::Forbidden);
     }
 }

@@ -1,5 +1,6 @@
 //! `/api/v1/ws/...`: the WebSocket of a chat, presence (`online`) and `stats`.
 
+pub mod close;
 pub mod frames;
 pub mod hub;
 pub mod sequencer;

@@ -11,15 +11,16 @@ use futures::{
 };
 
 use super::{
+    close::CloseCode,
     frames::{ClientFrame, ErrorCode, FrameError, ServerFrame, parse_client_frame},
-    hub::{CLOSE_RESTART, Outbound, Queued, Registration},
+    hub::{Outbound, Queued, Registration},
 };
 use crate::{
     error::ApiError,
     extract::AuthUser,
+    messaging,
     metrics::METRICS,
     models::{Message, timestamp},
-    routes::messages::send_as,
     state::AppState,
 };
 
@@ -36,16 +37,6 @@ const LINGER: Duration = Duration::from_secs(2);
 /// a start for 10 s, so a client repeating it every few seconds stays "typing").
 pub const TYPING_REPEAT: Duration = Duration::from_secs(2);
 
-pub const CLOSE_POLICY: u16 = 1008;
-pub const CLOSE_TOO_BIG: u16 = 1009;
-pub const CLOSE_INTERNAL: u16 = 1011;
-pub const CLOSE_TRY_AGAIN: u16 = 1013;
-pub const CLOSE_UNAUTHORIZED: u16 = 4401;
-pub const CLOSE_FORBIDDEN: u16 = 4403;
-pub const CLOSE_NOT_FOUND: u16 = 4404;
-/// A client that answered no ping within the pong deadline (the connection looks dead).
-pub const CLOSE_NO_PONG: u16 = 4408;
-
 /// What the upgrade request carried.
 #[derive(Debug)]
 pub struct ConnectRequest {
@@ -60,8 +51,8 @@ type Sink = SplitSink<WebSocket, WsMessage>;
 /// How long a close frame may wait for room in a slow peer's buffers.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-async fn close(sink: &mut Sink, code: u16, reason: &str) {
-    let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
+async fn close(sink: &mut Sink, code: CloseCode, reason: &str) {
+    let frame = CloseFrame { code: code.code(), reason: Utf8Bytes::from(reason) };
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
         let _ = sink.send(WsMessage::Close(Some(frame))).await;
         let _ = sink.close().await;
@@ -74,22 +65,26 @@ async fn send_text(sink: &mut Sink, json: &str) -> bool {
 }
 
 /// Who may connect, or the close code that says why not.
-async fn admit(state: &AppState, request: &ConnectRequest) -> Result<(AuthUser, Option<i64>), (u16, &'static str)> {
-    let token = request.token.as_deref().ok_or((CLOSE_UNAUTHORIZED, "missing token"))?;
-    let caller = AuthUser::from_token(state, token).map_err(|_| (CLOSE_UNAUTHORIZED, "invalid or expired token"))?;
+async fn admit(
+    state: &AppState,
+    request: &ConnectRequest,
+) -> Result<(AuthUser, Option<i64>), (CloseCode, &'static str)> {
+    let token = request.token.as_deref().ok_or((CloseCode::Unauthorized, "missing token"))?;
+    let caller =
+        AuthUser::from_token(state, token).map_err(|_| (CloseCode::Unauthorized, "invalid or expired token"))?;
     let after = match &request.after {
         None => None,
         Some(raw) => Some(
             raw.parse::<i64>()
                 .ok()
                 .filter(|after| *after >= 0)
-                .ok_or((CLOSE_POLICY, "after must be a non-negative integer"))?,
+                .ok_or((CloseCode::Policy, "after must be a non-negative integer"))?,
         ),
     };
     state.require_participant(request.chat_id, caller.user_id).await.map_err(|error| match error {
-        ApiError::NotFound(_) => (CLOSE_NOT_FOUND, "no such chat"),
-        ApiError::Forbidden(_) => (CLOSE_FORBIDDEN, "not a participant"),
-        _ => (CLOSE_TRY_AGAIN, "chat service unavailable"),
+        ApiError::NotFound(_) => (CloseCode::NotFound, "no such chat"),
+        ApiError::Forbidden(_) => (CloseCode::Forbidden, "not a participant"),
+        _ => (CloseCode::TryAgain, "chat service unavailable"),
     })?;
     Ok((caller, after))
 }
@@ -119,7 +114,7 @@ async fn serve_split(mut sink: Sink, mut stream: SplitStream<WebSocket>, state: 
         Ok(registration) => registration,
         Err(error) => {
             tracing::warn!(%error, chat_id, "cannot join the chat's room");
-            return Box::pin(close(&mut sink, CLOSE_TRY_AGAIN, "bus unavailable")).await;
+            return Box::pin(close(&mut sink, CloseCode::TryAgain, "bus unavailable")).await;
         }
     };
     let socket_id = registration.socket_id;
@@ -155,7 +150,7 @@ async fn replay(
     chat_id: i64,
     after: i64,
     sink: &mut Sink,
-) -> Result<i64, (u16, &'static str)> {
+) -> Result<i64, (CloseCode, &'static str)> {
     let mut last_id = after;
     loop {
         let request = GetHistoryRequest { chat_id, limit: 100, cursor: Some(Cursor::AfterId(last_id)) };
@@ -164,13 +159,13 @@ async fn replay(
             .clone()
             .get_history(caller.call(request))
             .await
-            .map_err(|_| (CLOSE_TRY_AGAIN, "history unavailable"))?
+            .map_err(|_| (CloseCode::TryAgain, "history unavailable"))?
             .into_inner();
         for message in page.messages {
             last_id = message.id;
             let json = ServerFrame::NewMessage { chat_id, message: Message::from(message) }.to_json();
             if !send_text(sink, &json).await {
-                return Err((CLOSE_INTERNAL, "send failed"));
+                return Err((CloseCode::Internal, "send failed"));
             }
         }
         if !page.has_more {
@@ -188,7 +183,7 @@ async fn run(
     registration: Registration,
     sink: &mut Sink,
     stream: &mut SplitStream<WebSocket>,
-) -> Option<(u16, &'static str)> {
+) -> Option<(CloseCode, &'static str)> {
     let Registration { socket_id, mut queue, close } = registration;
     let mut last_message_id = match after {
         // Boxed, as is `handle` below: the connection's future stays small while it idles.
@@ -222,7 +217,7 @@ async fn run(
                 }
             }
             code = close.closed() => {
-                if code == CLOSE_FORBIDDEN {
+                if code == CloseCode::Forbidden {
                     // What was queued before the removal (its participant_removed frame) goes out first.
                     while let Ok(outbound) = queue.try_recv() {
                         write(sink, &outbound, &mut last_message_id).await;
@@ -234,10 +229,10 @@ async fn run(
                 last_heard = tokio::time::Instant::now();
                 match incoming {
                     Some(Ok(WsMessage::Text(text))) if text.len() > MAX_FRAME_BYTES => {
-                        return Some((CLOSE_TOO_BIG, "frame larger than 64 KiB"));
+                        return Some((CloseCode::TooBig, "frame larger than 64 KiB"));
                     }
                     Some(Ok(WsMessage::Binary(data))) if data.len() > MAX_FRAME_BYTES => {
-                        return Some((CLOSE_TOO_BIG, "frame larger than 64 KiB"));
+                        return Some((CloseCode::TooBig, "frame larger than 64 KiB"));
                     }
                     Some(Ok(WsMessage::Text(text))) => {
                         let reply = Box::pin(handle(state, caller, chat_id, text.as_str(), &mut typing_since)).await;
@@ -255,7 +250,7 @@ async fn run(
                     Some(Err(error)) => {
                         let text = error.to_string();
                         if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
-                            return Some((CLOSE_TOO_BIG, "frame larger than 64 KiB"));
+                            return Some((CloseCode::TooBig, "frame larger than 64 KiB"));
                         }
                         tracing::debug!(%error, "websocket read failed");
                         return None;
@@ -264,28 +259,28 @@ async fn run(
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > pong_timeout {
-                    return Some((CLOSE_NO_PONG, "no pong within the deadline"));
+                    return Some((CloseCode::NoPong, "no pong within the deadline"));
                 }
                 // A password change since the socket opened revokes its token too (a map lookup, every ping).
                 if state.verifier.versions().current(caller.user_id) > caller.token_version {
-                    return Some((CLOSE_UNAUTHORIZED, "token revoked"));
+                    return Some((CloseCode::Unauthorized, "token revoked"));
                 }
                 if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
                     return None;
                 }
             }
-            () = &mut expiry => return Some((CLOSE_UNAUTHORIZED, "token expired")),
+            () = &mut expiry => return Some((CloseCode::Unauthorized, "token expired")),
         }
     }
 }
 
 /// The close code and reason for the hub's close signal.
-fn why_closed(code: Option<u16>) -> (u16, &'static str) {
+fn why_closed(code: Option<CloseCode>) -> (CloseCode, &'static str) {
     match code {
-        Some(CLOSE_FORBIDDEN) => (CLOSE_FORBIDDEN, "no longer a participant"),
-        Some(CLOSE_RESTART) => (CLOSE_RESTART, "service restart: reconnect with after="),
+        Some(CloseCode::Forbidden) => (CloseCode::Forbidden, "no longer a participant"),
+        Some(CloseCode::Restart) => (CloseCode::Restart, "service restart: reconnect with after="),
         Some(code) => (code, "too slow: the client could not keep up"),
-        None => (CLOSE_INTERNAL, "room closed"),
+        None => (CloseCode::Internal, "room closed"),
     }
 }
 
@@ -338,7 +333,7 @@ async fn handle(
             None
         }
         ClientFrame::Message { content, client_msg_id } => {
-            match send_as(state, caller, chat_id, content, client_msg_id.clone()).await {
+            match messaging::send(state, caller, chat_id, content, client_msg_id.clone()).await {
                 // A new message comes back through the bus, like everyone's; a
                 // replayed idempotent send is not broadcast, so it is answered here.
                 Ok((_, true)) => None,

@@ -1,0 +1,37 @@
+//! What a client does, whichever way it asks (REST or a WebSocket frame):
+//! one place for the rules around a send — the sender's write budget, the
+//! call to message-store, what comes back.
+
+use chat_proto::messages as pb;
+
+use crate::{error::ApiError, extract::AuthUser, state::AppState};
+
+const MESSAGES: &str = "the message-store service";
+
+/// A failed call to message-store, as the client sees it.
+pub fn messages_error(status: tonic::Status) -> ApiError {
+    ApiError::from_status(status, MESSAGES)
+}
+
+/// Spends one of the caller's writes (a send or an edit); 429 past the limit.
+pub fn spend_write(state: &AppState, caller: &AuthUser) -> Result<(), ApiError> {
+    state.limits.writes.take(&caller.user_id, std::time::Instant::now()).map_err(ApiError::rate_limited)
+}
+
+/// Stores a message as the caller; `(message, created)`: `created` is false
+/// for a retry with a used `client_msg_id` (the original comes back).
+pub async fn send(
+    state: &AppState,
+    caller: &AuthUser,
+    chat_id: i64,
+    content: String,
+    client_msg_id: Option<String>,
+) -> Result<(pb::Message, bool), ApiError> {
+    spend_write(state, caller)?;
+    let request = pb::SendMessageRequest { chat_id, content, client_msg_id };
+    let response =
+        state.messages.clone().send_message(caller.call(request)).await.map_err(messages_error)?.into_inner();
+    let message =
+        response.message.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("SendMessage returned nothing")))?;
+    Ok((message, response.created))
+}
