@@ -338,10 +338,9 @@ impl TestDeployment {
     ) -> futures::stream::BoxStream<'static, chat_proto::events::ChatEvent> {
         use event_bus::Bus as _;
         use futures::StreamExt as _;
-        use prost::Message as _;
-        let subscription = self.bus.subscribe(self.subjects.events(chat_id)).await.expect("subscribed");
+        let subscription = self.subjects.events_topic(chat_id).subscribe(&self.bus).await.expect("subscribed");
         self.bus.flush().await.expect("flushed");
-        subscription.filter_map(|payload| async move { chat_proto::events::ChatEvent::decode(payload).ok() }).boxed()
+        subscription.filter_map(|event| async move { event.ok() }).boxed()
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod local;
 mod nats;
+mod topic;
 
 use bytes::Bytes;
 use chat_proto::events::ChatEvent;
@@ -17,6 +18,7 @@ use telemetry::propagation::TracePairs;
 
 pub use local::LocalBus;
 pub use nats::{NatsBus, NatsCredentials};
+pub use topic::{Received, Topic};
 
 /// The default subject prefix (`NATS_SUBJECT_PREFIX`).
 pub const DEFAULT_PREFIX: &str = "chat";

@@ -38,7 +38,6 @@ use chat_proto::{
 };
 use event_bus::{Bus, Subjects};
 use futures::StreamExt;
-use prost::Message as _;
 use telemetry::metrics::{Counter, EncodeLabelSet, Family, register};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -170,19 +169,19 @@ impl MembershipCache {
             tracing::info!("membership cache off (MEMBERSHIP_CACHE_SECONDS=0)");
             return cache;
         }
-        let subject = subjects.membership();
-        let mut events = match bus.subscribe(subject.clone()).await {
+        let topic = subjects.membership_topic();
+        let mut events = match topic.subscribe(bus.as_ref()).await {
             Ok(events) => events,
             Err(error) => {
-                tracing::warn!(%error, subject, "membership cache off: cannot subscribe to membership events");
+                tracing::warn!(%error, subject = topic.subject(), "membership cache off: cannot subscribe to membership events");
                 return cache;
             }
         };
         cache.enabled.store(true, Ordering::Release);
         let listener = cache.clone();
         tokio::spawn(async move {
-            while let Some(payload) = events.next().await {
-                listener.apply(&payload);
+            while let Some(event) = events.next().await {
+                listener.apply(event);
             }
             tracing::warn!("membership events ended: membership cache off");
             listener.enabled.store(false, Ordering::Release);
@@ -191,9 +190,9 @@ impl MembershipCache {
         cache
     }
 
-    /// Acts on one payload of the membership subject.
-    fn apply(&self, payload: &[u8]) {
-        match ChatEvent::decode(payload) {
+    /// Acts on one message of the membership subject.
+    fn apply(&self, event: event_bus::Received<ChatEvent>) {
+        match event {
             Ok(ChatEvent { chat_id, kind: Some(Kind::ParticipantAdded(_) | Kind::ParticipantRemoved(_)), .. }) => {
                 self.forget_chat(chat_id);
             }
@@ -292,7 +291,7 @@ mod tests {
             kind: Some(Kind::ParticipantRemoved(ParticipantChange { user_id: 10, by_user_id: 1 })),
             ..ChatEvent::default()
         };
-        bus.publish(subjects.membership(), removed.encode_to_vec().into()).await.unwrap();
+        subjects.membership_topic().publish(bus.as_ref(), &removed).await.unwrap();
         tokio::time::timeout(Duration::from_secs(5), async {
             while cache.get(7, 10).is_some() {
                 tokio::task::yield_now().await;

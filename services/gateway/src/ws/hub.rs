@@ -22,7 +22,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use chat_proto::{
     events::{
         ChatEvent, PresenceAnswer, PresenceEvent, PresenceQuery, ReplicaHeartbeat, TypingEvent, chat_event::Kind,
@@ -32,10 +31,10 @@ use chat_proto::{
         message_store_service_client::MessageStoreServiceClient,
     },
 };
-use event_bus::{Bus, Subjects, Subscription, TracedSubscription, now_ms};
-use futures::StreamExt;
+use event_bus::{Bus, Received, Subjects, Topic, now_ms};
+use futures::{StreamExt, stream::BoxStream};
 use grpc_channel::GrpcChannel;
-use prost::Message as _;
+use telemetry::propagation::TracePairs;
 use tokio::{
     sync::{Notify, mpsc},
     task::JoinHandle,
@@ -284,8 +283,9 @@ impl Hub {
                 draining: AtomicBool::new(false),
             }),
         };
-        let heartbeats = hub.inner.bus.subscribe(hub.inner.subjects.heartbeat()).await?;
-        let queries = hub.inner.bus.subscribe(hub.inner.subjects.presence_query()).await?;
+        let bus = hub.inner.bus.as_ref();
+        let heartbeats = hub.inner.subjects.heartbeat_topic().subscribe(bus).await?;
+        let queries = hub.inner.subjects.presence_query_topic().subscribe(bus).await?;
         let _ = hub.inner.bus.flush().await;
         let weak = Arc::downgrade(&hub.inner);
         let heartbeat_task = tokio::spawn(heartbeat_loop(weak.clone(), heartbeats));
@@ -380,7 +380,7 @@ impl Hub {
             ReplicaHeartbeat { replica: self.inner.replica.clone(), connections: 0, at_ms: now_ms(), stopping: true };
         // Best effort: with the bus down the others notice the silence instead (REPLICA_TIMEOUT).
         let _ = tokio::time::timeout(GOODBYE_WAIT, async {
-            self.inner.publish(self.inner.subjects.heartbeat(), goodbye.encode_to_vec()).await;
+            self.inner.publish(&self.inner.subjects.heartbeat_topic(), &goodbye).await;
             let _ = self.inner.bus.flush().await;
         })
         .await;
@@ -389,9 +389,9 @@ impl Hub {
     /// Subscribes a new room to the chat's subjects, takes its baseline and starts its loop.
     async fn open(&self, room: &Arc<Room>) -> anyhow::Result<()> {
         let (subjects, bus, chat_id) = (&self.inner.subjects, &self.inner.bus, room.chat_id);
-        let events = bus.subscribe_traced(subjects.events(chat_id)).await?;
-        let typing = bus.subscribe(subjects.typing(chat_id)).await?;
-        let presence = bus.subscribe(subjects.presence(chat_id)).await?;
+        let events = subjects.events_topic(chat_id).subscribe_traced(bus.as_ref()).await?;
+        let typing = subjects.typing_topic(chat_id).subscribe(bus.as_ref()).await?;
+        let presence = subjects.presence_topic(chat_id).subscribe(bus.as_ref()).await?;
         let _ = bus.flush().await;
         // The baseline, before the first socket counts as live: what was sent
         // until now is history (a client asks for it with `after`), what comes
@@ -428,10 +428,7 @@ impl Hub {
     /// Publishes a typing change for the chat's other users, on every replica.
     pub async fn typing(&self, chat_id: i64, user_id: i64, started: bool) {
         let event = TypingEvent { chat_id, user_id, started, at_ms: now_ms() };
-        let subject = self.inner.subjects.typing(chat_id);
-        if let Err(error) = self.inner.bus.publish(subject, Bytes::from(event.encode_to_vec())).await {
-            tracing::debug!(%error, "cannot publish a typing event");
-        }
+        self.inner.publish(&self.inner.subjects.typing_topic(chat_id), &event).await;
     }
 
     /// Queues a frame for one socket only (pong, error, an idempotent send's original).
@@ -478,9 +475,10 @@ impl Hub {
 }
 
 impl Inner {
-    async fn publish(&self, subject: String, payload: Vec<u8>) {
-        if let Err(error) = self.bus.publish(subject.clone(), Bytes::from(payload)).await {
-            tracing::debug!(%error, subject, "cannot publish");
+    /// Publishes, best effort (typing, presence and heartbeats are ephemeral).
+    async fn publish<M: prost::Message + Default + Send + 'static>(&self, topic: &Topic<M>, message: &M) {
+        if let Err(error) = topic.publish(self.bus.as_ref(), message).await {
+            tracing::debug!(%error, subject = topic.subject(), "cannot publish");
         }
     }
 
@@ -490,7 +488,7 @@ impl Inner {
             rooms.values().map(|room| lock(&room.sockets).len() as i64).sum()
         };
         let beat = ReplicaHeartbeat { replica: self.replica.clone(), connections, at_ms: now_ms(), stopping: false };
-        self.publish(self.subjects.heartbeat(), beat.encode_to_vec()).await;
+        self.publish(&self.subjects.heartbeat_topic(), &beat).await;
     }
 
     /// Takes these replicas' users offline in every room here.
@@ -512,7 +510,7 @@ impl Inner {
 
     async fn publish_presence(&self, chat_id: i64, user_id: i64, online: bool, at_ms: i64) {
         let event = PresenceEvent { chat_id, user_id, online, replica: self.replica.clone(), at_ms };
-        self.publish(self.subjects.presence(chat_id), event.encode_to_vec()).await;
+        self.publish(&self.subjects.presence_topic(chat_id), &event).await;
     }
 
     fn live_replicas(&self) -> HashMap<String, i64> {
@@ -539,15 +537,16 @@ impl Inner {
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
         let reply_subject = self.subjects.reply(&token);
-        let Ok(mut replies) = self.bus.subscribe(reply_subject.clone()).await else { return answers };
+        let answers_topic = Subjects::presence_answer_topic(reply_subject.clone());
+        let Ok(mut replies) = answers_topic.subscribe(self.bus.as_ref()).await else { return answers };
         let _ = self.bus.flush().await;
         let query = PresenceQuery { chat_id, reply_subject };
-        self.publish(self.subjects.presence_query(), query.encode_to_vec()).await;
+        self.publish(&self.subjects.presence_query_topic(), &query).await;
         let deadline = tokio::time::Instant::now() + QUERY_WAIT;
         while !expected.iter().all(|replica| answers.contains_key(replica)) {
             match tokio::time::timeout_at(deadline, replies.next()).await {
-                Ok(Some(payload)) => {
-                    if let Ok(answer) = PresenceAnswer::decode(payload)
+                Ok(Some(answer)) => {
+                    if let Ok(answer) = answer
                         && answer.replica != self.replica
                     {
                         answers.insert(answer.replica, answer.user_ids);
@@ -696,9 +695,9 @@ impl Inner {
 async fn room_loop(
     hub: std::sync::Weak<Inner>,
     room: Arc<Room>,
-    mut events: TracedSubscription,
-    mut typing: Subscription,
-    mut presence: Subscription,
+    mut events: BoxStream<'static, (Received<ChatEvent>, TracePairs)>,
+    mut typing: BoxStream<'static, Received<TypingEvent>>,
+    mut presence: BoxStream<'static, Received<PresenceEvent>>,
 ) {
     let Some(inner) = hub.upgrade() else { return };
     // Who else is online already (no announcement: they were there before us).
@@ -719,9 +718,9 @@ async fn room_loop(
             }
         };
         tokio::select! {
-            Some((payload, trace)) = events.next() => {
+            Some((event, trace)) = events.next() => {
                 let Some(inner) = hub.upgrade() else { return };
-                match ChatEvent::decode(payload) {
+                match event {
                     Ok(event) => {
                         // Part of the trace of the request that caused it (a send, an edit…).
                         let span = tracing::info_span!("deliver", chat_id = room.chat_id);
@@ -731,15 +730,15 @@ async fn room_loop(
                     Err(error) => tracing::warn!(%error, "an undecodable chat event"),
                 }
             }
-            Some(payload) = typing.next() => {
+            Some(event) = typing.next() => {
                 let Some(inner) = hub.upgrade() else { return };
-                if let Ok(event) = TypingEvent::decode(payload) {
+                if let Ok(event) = event {
                     inner.on_typing(&room, event);
                 }
             }
-            Some(payload) = presence.next() => {
+            Some(event) = presence.next() => {
                 let Some(inner) = hub.upgrade() else { return };
-                if let Ok(event) = PresenceEvent::decode(payload)
+                if let Ok(event) = event
                     && event.replica != inner.replica {
                         room.set_presence(event.user_id, &event.replica, event.online, event.at_ms);
                     }
@@ -761,13 +760,13 @@ async fn room_loop(
     }
 }
 
-async fn heartbeat_loop(hub: std::sync::Weak<Inner>, mut heartbeats: Subscription) {
+async fn heartbeat_loop(hub: std::sync::Weak<Inner>, mut heartbeats: BoxStream<'static, Received<ReplicaHeartbeat>>) {
     let mut beat = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
-            Some(payload) = heartbeats.next() => {
+            Some(heartbeat) = heartbeats.next() => {
                 let Some(inner) = hub.upgrade() else { return };
-                let Ok(heartbeat) = ReplicaHeartbeat::decode(payload) else { continue };
+                let Ok(heartbeat) = heartbeat else { continue };
                 if heartbeat.replica == inner.replica {
                     continue;
                 }
@@ -804,16 +803,16 @@ async fn heartbeat_loop(hub: std::sync::Weak<Inner>, mut heartbeats: Subscriptio
     }
 }
 
-async fn answer_loop(hub: std::sync::Weak<Inner>, mut queries: Subscription) {
-    while let Some(payload) = queries.next().await {
+async fn answer_loop(hub: std::sync::Weak<Inner>, mut queries: BoxStream<'static, Received<PresenceQuery>>) {
+    while let Some(query) = queries.next().await {
         let Some(inner) = hub.upgrade() else { return };
-        let Ok(query) = PresenceQuery::decode(payload) else { continue };
+        let Ok(query) = query else { continue };
         let answer = PresenceAnswer {
             replica: inner.replica.clone(),
             chat_id: query.chat_id,
             user_ids: inner.local_users(query.chat_id).await,
         };
-        inner.publish(query.reply_subject, answer.encode_to_vec()).await;
+        inner.publish(&Subjects::presence_answer_topic(query.reply_subject), &answer).await;
     }
 }
 

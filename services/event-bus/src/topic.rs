@@ -1,0 +1,124 @@
+//! Typed topics: one definition — a subject and the protobuf type of its
+//! payloads — used both to publish and to subscribe, so that no caller
+//! encodes or decodes bus bytes by hand.
+
+use std::marker::PhantomData;
+
+use chat_proto::events::{ChatEvent, PresenceAnswer, PresenceEvent, PresenceQuery, ReplicaHeartbeat, TypingEvent};
+use futures::{StreamExt as _, stream::BoxStream};
+use prost::Message;
+use telemetry::propagation::TracePairs;
+
+use crate::{Bus, BusError, Subjects};
+
+/// What a subscription yields: a payload of the topic's type, or why it was not one.
+pub type Received<M> = Result<M, prost::DecodeError>;
+
+/// A subject whose payloads are `M`s.
+pub struct Topic<M> {
+    subject: String,
+    carries: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for Topic<M> {
+    fn clone(&self) -> Self {
+        Self { subject: self.subject.clone(), carries: PhantomData }
+    }
+}
+
+impl<M> std::fmt::Debug for Topic<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Topic").field(&self.subject).finish()
+    }
+}
+
+impl<M: Message + Default + Send + 'static> Topic<M> {
+    pub fn new(subject: String) -> Self {
+        Self { subject, carries: PhantomData }
+    }
+
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// Publishes one message (at most once, like core NATS).
+    pub async fn publish(&self, bus: &dyn Bus, message: &M) -> Result<(), BusError> {
+        bus.publish(self.subject.clone(), message.encode_to_vec().into()).await
+    }
+
+    /// Every message published from now on, decoded.
+    pub async fn subscribe(&self, bus: &dyn Bus) -> Result<BoxStream<'static, Received<M>>, BusError> {
+        Ok(bus.subscribe(self.subject.clone()).await?.map(M::decode).boxed())
+    }
+
+    /// [`Topic::subscribe`], with each message's trace context.
+    pub async fn subscribe_traced(
+        &self,
+        bus: &dyn Bus,
+    ) -> Result<BoxStream<'static, (Received<M>, TracePairs)>, BusError> {
+        Ok(bus
+            .subscribe_traced(self.subject.clone())
+            .await?
+            .map(|(payload, trace)| (M::decode(payload), trace))
+            .boxed())
+    }
+}
+
+/// The typed topics of a deployment.
+impl Subjects {
+    /// A chat's messages, edits, deletes and membership changes.
+    pub fn events_topic(&self, chat_id: i64) -> Topic<ChatEvent> {
+        Topic::new(self.events(chat_id))
+    }
+
+    /// A chat's typing indicators.
+    pub fn typing_topic(&self, chat_id: i64) -> Topic<TypingEvent> {
+        Topic::new(self.typing(chat_id))
+    }
+
+    /// A chat's presence changes, per gateway replica.
+    pub fn presence_topic(&self, chat_id: i64) -> Topic<PresenceEvent> {
+        Topic::new(self.presence(chat_id))
+    }
+
+    /// Every chat's membership changes, for membership caches.
+    pub fn membership_topic(&self) -> Topic<ChatEvent> {
+        Topic::new(self.membership())
+    }
+
+    /// Gateway replicas' heartbeats.
+    pub fn heartbeat_topic(&self) -> Topic<ReplicaHeartbeat> {
+        Topic::new(self.heartbeat())
+    }
+
+    /// "Who is online in this chat?", to every gateway replica.
+    pub fn presence_query_topic(&self) -> Topic<PresenceQuery> {
+        Topic::new(self.presence_query())
+    }
+
+    /// The answers to one presence query (its `reply_subject`).
+    pub fn presence_answer_topic(reply_subject: String) -> Topic<PresenceAnswer> {
+        Topic::new(reply_subject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::LocalBus;
+
+    #[tokio::test]
+    async fn what_a_topic_publishes_its_subscribers_receive_decoded_and_garbage_is_reported() {
+        let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
+        let subjects = Subjects::new("topic-test").unwrap();
+        let topic = subjects.typing_topic(7);
+        let mut received = topic.subscribe(bus.as_ref()).await.unwrap();
+        let event = TypingEvent { chat_id: 7, user_id: 3, started: true, at_ms: 1 };
+        topic.publish(bus.as_ref(), &event).await.unwrap();
+        assert_eq!(received.next().await.unwrap().unwrap(), event);
+        bus.publish(topic.subject().to_owned(), bytes::Bytes::from_static(&[0xff, 0xff])).await.unwrap();
+        assert!(received.next().await.unwrap().is_err(), "an undecodable payload is an error, not a default");
+    }
+}
