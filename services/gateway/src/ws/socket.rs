@@ -248,8 +248,7 @@ async fn run(
                     Some(Ok(WsMessage::Close(_))) | None => return None,
                     Some(Ok(_)) => {}
                     Some(Err(error)) => {
-                        let text = error.to_string();
-                        if text.contains("too long") || text.contains("Space limit") || text.contains("size") {
+                        if is_too_big(&error) {
                             return Some((CloseCode::TooBig, "frame larger than 64 KiB"));
                         }
                         tracing::debug!(%error, "websocket read failed");
@@ -272,6 +271,19 @@ async fn run(
             () = &mut expiry => return Some((CloseCode::Unauthorized, "token expired")),
         }
     }
+}
+
+/// Whether a read failed because the frame (or message) was over the read
+/// limit: told by the WebSocket protocol's own error, not by its text.
+fn is_too_big(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = current.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// The close code and reason for the hub's close signal.
@@ -364,5 +376,19 @@ async fn handle(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversize_read_is_told_by_its_error_type() {
+        let too_long = tungstenite::error::CapacityError::MessageTooLong { size: 2 << 20, max_size: 1 << 20 };
+        assert!(is_too_big(&axum::Error::new(tungstenite::Error::Capacity(too_long))));
+        assert!(!is_too_big(&axum::Error::new(tungstenite::Error::ConnectionClosed)));
+        let io = std::io::Error::other("a message about size that is too long");
+        assert!(!is_too_big(&axum::Error::new(tungstenite::Error::Io(io))), "not by its words");
     }
 }
