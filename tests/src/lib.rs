@@ -526,22 +526,21 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts the built binary `name` with only these variables.
     pub fn spawn(name: &str, variables: &[(&str, String)], base_url: String) -> Self {
+        // TEST_LOG=1 shows what the processes log, as it does the test's own.
+        let output = || {
+            if std::env::var_os("TEST_LOG").is_some() {
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            }
+        };
         let child = std::process::Command::new(built_binary(name))
             .env_clear()
             .envs(variables.iter().map(|(name, value)| (*name, value.as_str())))
             .envs(std::env::var("TEST_PROCESS_LOG").ok().map(|filter| ("RUST_LOG", filter)))
             .current_dir(std::env::temp_dir())
-            // TEST_LOG=1 shows what the processes log, as it does the test's own.
-            .stdout(if std::env::var_os("TEST_LOG").is_some() {
-                std::process::Stdio::inherit()
-            } else {
-                std::process::Stdio::null()
-            })
-            .stderr(if std::env::var_os("TEST_LOG").is_some() {
-                std::process::Stdio::inherit()
-            } else {
-                std::process::Stdio::null()
-            })
+            .stdout(output())
+            .stderr(output())
             .spawn()
             .unwrap_or_else(|error| panic!("the {name} binary starts: {error}"));
         Self { child, base_url }

@@ -156,19 +156,7 @@ async fn message_store_killed_mid_stream_loses_no_committed_event_and_connected_
     services.messages = url::Url::parse(&store.base_url).unwrap();
     let gateway = format!("http://{}", chat_tests::spawn_gateway(services, &app.subjects, app.stop_signal()).await);
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
-    let body = json!({"chat_type": "group", "name": "crash", "participant_ids": [bob.id]});
-    let chat: Value = app
-        .http
-        .post(format!("{gateway}/api/v1/chats/"))
-        .bearer_auth(&alice.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let chat_id = chat["id"].as_i64().unwrap();
+    let chat_id = group(&app.http, &gateway, &alice.token, &[bob.id]).await;
     let mut socket = ChatSocket::connect_ready(&gateway, chat_id, &bob.token, None).await.unwrap();
 
     // 80 sends, 25 ms apart; message-store dies after 20 and is back 1 s later.

@@ -139,7 +139,7 @@ impl UserStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = vec!["?"; ids.len()].join(", ");
+        let placeholders = sql_pool::placeholders(ids.len(), "?");
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id IN ({placeholders}) ORDER BY id");
         let mut query = sqlx::query(&sql);
         for id in ids {

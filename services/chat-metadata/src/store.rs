@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use chat_proto::events::{ChatEvent, ParticipantChange, chat_event::Kind};
 use event_bus::{Outbound, Subjects};
 use outbox::EventSink;
-use sql_pool::Db;
+use sql_pool::{Db, placeholders};
 use sqlx::{Any, Row, Transaction, any::AnyRow};
 
 use crate::{
@@ -50,10 +50,6 @@ fn participant_from_row(row: &AnyRow) -> Result<(i64, Participant)> {
             is_admin: row.try_get::<i64, _>("is_admin")? != 0,
         },
     ))
-}
-
-fn placeholders(count: usize) -> String {
-    vec!["?"; count].join(", ")
 }
 
 /// Chats and participants; a membership change is announced with the
@@ -153,7 +149,7 @@ impl ChatStore {
         }
         let sql = format!(
             "SELECT {PARTICIPANT_COLUMNS} FROM participants WHERE chat_id IN ({}) ORDER BY chat_id, joined_at_ms, user_id",
-            placeholders(chat_ids.len())
+            placeholders(chat_ids.len(), "?")
         );
         let mut query = sqlx::query(&sql);
         for id in chat_ids {
@@ -215,7 +211,7 @@ impl ChatStore {
         if members.is_empty() {
             return Ok(());
         }
-        let rows = vec!["(?, ?, ?, ?, ?)"; members.len()].join(", ");
+        let rows = placeholders(members.len(), "(?, ?, ?, ?, ?)");
         let sql = format!("INSERT INTO participants ({PARTICIPANT_COLUMNS}) VALUES {rows}");
         let mut query = sqlx::query(&sql);
         for (member, is_admin) in members {
@@ -481,8 +477,8 @@ impl ChatStore {
         let sql = format!(
             "SELECT c.id AS chat_id, p.user_id AS user_id, p.is_admin AS is_admin \
              FROM chats c LEFT JOIN participants p ON p.chat_id = c.id AND p.user_id IN ({}) WHERE c.id IN ({})",
-            placeholders(users.len()),
-            placeholders(chats.len())
+            placeholders(users.len(), "?"),
+            placeholders(chats.len(), "?")
         );
         let mut query = sqlx::query(&sql);
         for user_id in &users {

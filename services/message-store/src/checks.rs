@@ -35,22 +35,20 @@ impl MembershipChecks {
             let mut metadata = metadata.clone();
             async move {
                 let count = checks.len();
-                match metadata.check_memberships(CheckMembershipsRequest { checks }).await {
-                    Ok(response) => {
-                        let memberships = response.into_inner().memberships;
-                        if memberships.len() == count {
-                            memberships.into_iter().map(Ok).collect()
-                        } else {
-                            tracing::error!(
-                                asked = count,
-                                answered = memberships.len(),
-                                "CheckMemberships answered wrongly"
-                            );
-                            (0..count).map(|_| Err(MessageError::Unavailable(METADATA.into()))).collect()
-                        }
-                    }
+                let answered = match metadata.check_memberships(CheckMembershipsRequest { checks }).await {
+                    Ok(response) => Some(response.into_inner().memberships),
                     Err(status) => {
                         tracing::warn!(code = ?status.code(), message = status.message(), "CheckMemberships failed");
+                        None
+                    }
+                };
+                match answered {
+                    Some(memberships) if memberships.len() == count => memberships.into_iter().map(Ok).collect(),
+                    wrong => {
+                        if let Some(memberships) = wrong {
+                            let answered = memberships.len();
+                            tracing::error!(asked = count, answered, "CheckMemberships answered wrongly");
+                        }
                         (0..count).map(|_| Err(MessageError::Unavailable(METADATA.into()))).collect()
                     }
                 }

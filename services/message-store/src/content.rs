@@ -75,7 +75,7 @@ impl ContentStore for SqlContentStore {
         }
         let sql = format!(
             "INSERT INTO message_contents (message_id, chat_id, sender_id, content, timestamp_ms) VALUES {}",
-            vec!["(?, ?, ?, ?, ?)"; contents.len()].join(", ")
+            sql_pool::placeholders(contents.len(), "(?, ?, ?, ?, ?)")
         );
         let mut query = sqlx::query(&sql);
         for content in contents {
@@ -96,7 +96,7 @@ impl ContentStore for SqlContentStore {
         }
         let sql = format!(
             "SELECT message_id, content FROM message_contents WHERE message_id IN ({})",
-            vec!["?"; ids.len()].join(", ")
+            sql_pool::placeholders(ids.len(), "?")
         );
         let mut query = sqlx::query(&sql);
         for id in ids {

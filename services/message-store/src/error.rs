@@ -11,12 +11,18 @@ pub fn message_not_found() -> MessageError {
 
 impl From<ContentError> for MessageError {
     fn from(error: ContentError) -> Self {
-        match error {
-            ContentError::Unavailable(cause) => {
-                tracing::warn!(%cause, "content store unavailable");
-                Self::Unavailable("the content store".into())
-            }
-            ContentError::Failed(cause) => Self::Unexpected(anyhow::anyhow!("content store: {cause}")),
+        if let ContentError::Unavailable(cause) = &error {
+            tracing::warn!(%cause, "content store unavailable");
         }
+        content_error(&error)
+    }
+}
+
+/// What a content-store failure is to a caller (without logging it: for an
+/// error shared by many callers, logged once).
+pub fn content_error(error: &ContentError) -> MessageError {
+    match error {
+        ContentError::Unavailable(_) => MessageError::Unavailable("the content store".into()),
+        ContentError::Failed(cause) => MessageError::Unexpected(anyhow::anyhow!("content store: {cause}")),
     }
 }

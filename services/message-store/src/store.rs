@@ -111,7 +111,7 @@ impl MessageStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM message_metadata WHERE id IN \
              (SELECT MAX(id) FROM message_metadata WHERE chat_id IN ({}) GROUP BY chat_id)",
-            vec!["?"; chat_ids.len()].join(", ")
+            sql_pool::placeholders(chat_ids.len(), "?")
         );
         let mut query = sqlx::query(&sql);
         for id in chat_ids {

@@ -35,7 +35,7 @@ use chat_proto::{
 use event_bus::{Outbound, Subjects};
 use grpc_channel::GrpcChannel;
 use outbox::EventSink;
-use sql_pool::{Backend, Db};
+use sql_pool::{Backend, Db, placeholders};
 use sqlx::{AnyConnection, Row};
 use telemetry::propagation::TracePairs;
 
@@ -183,14 +183,6 @@ fn batch_failure(error: &sqlx::Error) -> MessageError {
     }
 }
 
-fn content_failure(error: &crate::content::ContentError) -> MessageError {
-    use crate::content::ContentError;
-    match error {
-        ContentError::Unavailable(_) => MessageError::Unavailable("the content store".into()),
-        ContentError::Failed(cause) => MessageError::Unexpected(anyhow::anyhow!("content store: {cause}")),
-    }
-}
-
 impl Inner {
     async fn run(&self, jobs: Vec<(Change, TracePairs)>) -> Vec<Result<Outcome>> {
         let size = jobs.len();
@@ -249,7 +241,7 @@ impl Inner {
                         outcome.unwrap_or_else(|| {
                             Err(content_failed.as_ref().map_or_else(
                                 || MessageError::Unexpected(anyhow::anyhow!("a change was left unanswered")),
-                                content_failure,
+                                crate::error::content_error,
                             ))
                         })
                     })
@@ -382,10 +374,6 @@ async fn erase_all(store: &dyn ContentStore, ids: Vec<String>) {
 enum Placed {
     Created(MessageRow),
     Repeated(MessageRow),
-}
-
-fn placeholders(count: usize, one: &str) -> String {
-    vec![one; count].join(", ")
 }
 
 /// Stores the sends of a batch: sequence rows locked (in chat order, so two

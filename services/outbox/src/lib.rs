@@ -109,7 +109,7 @@ impl EventSink {
 
 /// `INSERT` of `rows` outbox rows into `table`, for this backend.
 fn insert_sql(table: &str, rows: usize) -> String {
-    let values = vec!["(?, ?, ?, ?, ?)"; rows].join(", ");
+    let values = sql_pool::placeholders(rows, "(?, ?, ?, ?, ?)");
     format!("INSERT INTO {table} (event_id, subject, payload, headers, created_at_ms) VALUES {values}")
 }
 

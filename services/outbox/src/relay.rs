@@ -400,7 +400,7 @@ async fn acknowledge(shared: Arc<Shared>, db: Db, mut pending: mpsc::Receiver<(S
 /// Deletes published rows (a row left is published again, and dropped as a duplicate).
 async fn delete(db: &Db, table: &str, ids: &[String]) -> Result<(), sqlx::Error> {
     for chunk in ids.chunks(READ_BATCH as usize) {
-        let sql = format!("DELETE FROM {table} WHERE event_id IN ({})", vec!["?"; chunk.len()].join(", "));
+        let sql = format!("DELETE FROM {table} WHERE event_id IN ({})", sql_pool::placeholders(chunk.len(), "?"));
         let mut query = sqlx::query(&sql);
         for id in chunk {
             query = query.bind(id.clone());

@@ -232,6 +232,12 @@ impl Db {
     }
 }
 
+/// `count` copies of `one`, comma-separated: the `?`s of an `IN (…)`, or the
+/// row tuples of a multi-row `VALUES` (`placeholders(2, "(?, ?)")`).
+pub fn placeholders(count: usize, one: &str) -> String {
+    vec![one; count].join(", ")
+}
+
 /// How often SQLite's WAL is checkpointed in the background.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
