@@ -216,6 +216,16 @@ impl ChatMetadataService for ChatMetadataGrpc {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn list_chat_ids(
+        &self,
+        request: Request<pb::ListChatIdsRequest>,
+    ) -> std::result::Result<Response<pb::ListChatIdsResponse>, Status> {
+        let (caller_id, _) = acting(request)?;
+        let chat_ids = self.store.chat_ids_of(caller_id).await?;
+        Ok(Response::new(pb::ListChatIdsResponse { chat_ids }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn update_chat(
         &self,
         request: Request<pb::UpdateChatRequest>,

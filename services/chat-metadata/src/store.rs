@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chat_proto::events::{ChatEvent, ParticipantChange, chat_event::Kind};
+use chat_proto::events::{ChatEvent, ChatUpdated, ParticipantChange, ParticipantUpdated, chat_event::Kind};
 use event_bus::{Outbound, Subjects};
 use outbox::EventSink;
 use sql_pool::{Db, placeholders};
@@ -77,6 +77,7 @@ impl ChatStore {
 
     /// Stages the events of users added to or removed from a chat in the
     /// change's transaction; hand them to [`ChatStore::announce`] once it commits.
+    /// Each goes to the chat's sockets and to membership caches (the membership subject).
     async fn stage_membership(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -97,6 +98,15 @@ impl ChatStore {
             .collect();
         self.sink.stage(tx, &events).await?;
         Ok(events)
+    }
+
+    /// Stages a change that only the chat's sockets hear of (a rename, admin
+    /// rights: no membership cache keeps those), like [`ChatStore::stage_membership`].
+    async fn stage_chat_event(&self, tx: &mut Transaction<'static, Any>, chat_id: i64, kind: Kind) -> Result<Outbound> {
+        let event = ChatEvent { chat_id, at_ms: event_bus::now_ms(), kind: Some(kind), ..ChatEvent::default() };
+        let event = self.subjects.chat_event(&event, telemetry::propagation::current_trace());
+        self.sink.stage(tx, std::slice::from_ref(&event)).await?;
+        Ok(event)
     }
 
     /// Publishes the events of a committed change.
@@ -330,17 +340,40 @@ impl ChatStore {
         self.with_participants(chats).await
     }
 
-    /// Renames the chat, if `by` is an admin now.
+    /// The ids of every chat the user is in, ascending (a participant's chat is active).
+    pub async fn chat_ids_of(&self, user_id: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query("SELECT chat_id FROM participants WHERE user_id = ? ORDER BY chat_id")
+            .bind(user_id)
+            .fetch_all(&self.db.pool)
+            .await?;
+        Ok(rows.iter().map(|row| row.try_get("chat_id")).collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Renames the chat, if `by` is an admin now; a new name is announced as `chat_updated`.
     #[tracing::instrument(skip(self, name))]
     pub async fn rename(&self, chat_id: i64, name: &GroupName, by: i64) -> Result<()> {
         let mut tx = self.lock_chat(chat_id).await?;
         Self::require_admin(&mut tx, chat_id, Some(by)).await?;
+        let current: Option<String> = sqlx::query("SELECT name FROM chats WHERE id = ?")
+            .bind(chat_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("name")?;
+        // Compared here, byte for byte (a case-insensitive collation would call "Team" and "team" equal).
+        let renamed = current.as_deref() != Some(name.as_str());
         sqlx::query("UPDATE chats SET name = ? WHERE id = ?")
             .bind(name.as_str())
             .bind(chat_id)
             .execute(&mut *tx)
             .await?;
+        let event = if renamed {
+            let kind = Kind::ChatUpdated(ChatUpdated { name: name.as_str().to_owned(), by_user_id: by });
+            Some(self.stage_chat_event(&mut tx, chat_id, kind).await?)
+        } else {
+            None
+        };
         tx.commit().await?;
+        self.announce(event.into_iter().collect()).await;
         Ok(())
     }
 
@@ -393,6 +426,7 @@ impl ChatStore {
                 .bind(chat_id)
                 .fetch_all(&mut *tx)
                 .await?;
+        let mut promoted = None;
         if remaining.is_empty() {
             sqlx::query("UPDATE chats SET is_active = 0 WHERE id = ?").bind(chat_id).execute(&mut *tx).await?;
         } else if was_admin {
@@ -406,9 +440,19 @@ impl ChatStore {
                     .execute(&mut *tx)
                     .await?;
                 tracing::info!(chat_id, successor, "the last admin left; the longest-standing member is admin now");
+                promoted = Some(successor);
             }
         }
-        let events = self.stage_membership(&mut tx, chat_id, false, &[user_id], by).await?;
+        // The removal first: the leaver hears nothing of the chat after it.
+        let mut events = self.stage_membership(&mut tx, chat_id, false, &[user_id], by).await?;
+        if let Some(successor) = promoted {
+            let kind = Kind::ParticipantUpdated(ParticipantUpdated {
+                user_id: successor,
+                is_admin: true,
+                by_user_id: user_id,
+            });
+            events.push(self.stage_chat_event(&mut tx, chat_id, kind).await?);
+        }
         tx.commit().await?;
         self.announce(events).await;
         Ok(true)
@@ -441,7 +485,14 @@ impl ChatStore {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+        let event = if participant.is_admin == is_admin {
+            None
+        } else {
+            let kind = Kind::ParticipantUpdated(ParticipantUpdated { user_id, is_admin, by_user_id: by });
+            Some(self.stage_chat_event(&mut tx, chat_id, kind).await?)
+        };
         tx.commit().await?;
+        self.announce(event.into_iter().collect()).await;
         participant.is_admin = is_admin;
         Ok(participant)
     }

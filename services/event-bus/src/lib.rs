@@ -18,7 +18,7 @@ use telemetry::propagation::TracePairs;
 
 pub use local::LocalBus;
 pub use nats::{NatsBus, NatsCredentials};
-pub use topic::{Received, Topic};
+pub use topic::{ChatTraffic, Received, Topic};
 
 /// The default subject prefix (`NATS_SUBJECT_PREFIX`).
 pub const DEFAULT_PREFIX: &str = "chat";
@@ -37,6 +37,17 @@ pub type Subscription = BoxStream<'static, Bytes>;
 /// A stream of payloads with the trace context each was published with.
 pub type TracedSubscription = BoxStream<'static, (Bytes, TracePairs)>;
 
+/// A payload with the subject it was published on and its trace context.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub subject: std::sync::Arc<str>,
+    pub payload: Bytes,
+    pub trace: TracePairs,
+}
+
+/// What a pattern subscription yields.
+pub type EnvelopeStream = BoxStream<'static, Envelope>;
+
 /// Publish/subscribe on subjects, at most once (like core NATS).
 #[tonic::async_trait]
 pub trait Bus: Send + Sync + 'static {
@@ -50,6 +61,21 @@ pub trait Bus: Send + Sync + 'static {
     /// Like [`Bus::subscribe`], with each payload's trace context (empty when it had none).
     async fn subscribe_traced(&self, subject: String) -> Result<TracedSubscription, BusError> {
         Ok(self.subscribe(subject).await?.map(|payload| (payload, TracePairs::new())).boxed())
+    }
+    /// Every payload published on a subject that `pattern` matches (its last
+    /// token may be `*`), with its subject: one subscription for several subjects.
+    async fn subscribe_all(&self, pattern: String) -> Result<EnvelopeStream, BusError>;
+    /// What the stream `stream` (JetStream) kept of `subject` since `since_ms`,
+    /// oldest first, up to its newest event now; `None` for a bus that keeps
+    /// nothing (and cannot lose a live payload either: the in-process bus).
+    async fn replay(&self, stream: String, subject: String, since_ms: i64) -> Result<Option<Vec<Envelope>>, BusError> {
+        let _ = (stream, subject, since_ms);
+        Ok(None)
+    }
+    /// When the connection was last lost (ms since the epoch; 0: never): after
+    /// a reconnection, what was published since then may have been missed.
+    fn lost_at_ms(&self) -> i64 {
+        0
     }
     /// Waits until the bus has taken what this process published and
     /// subscribed so far (a subscription made before `flush` hears everything
@@ -117,6 +143,17 @@ impl Subjects {
     /// for services that cache memberships.
     pub fn membership(&self) -> String {
         format!("{}.membership", self.prefix)
+    }
+
+    /// Every subject of one chat (events, typing, presence): a gateway room's one subscription.
+    pub fn chat_all(&self, chat_id: i64) -> String {
+        format!("{}.chat.{chat_id}.*", self.prefix)
+    }
+
+    /// The JetStream stream that keeps every chat's events (`chat` → `chat-events`;
+    /// a stream name takes no dots).
+    pub fn events_stream(&self) -> String {
+        format!("{}-events", self.prefix.replace('.', "_"))
     }
 
     /// Gateway replicas' heartbeats.

@@ -8,7 +8,10 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use telemetry::propagation::TracePairs;
 
-use crate::{Bus, BusError, Subscription, TracedSubscription};
+use crate::{Bus, BusError, Envelope, EnvelopeStream, Subscription, TracedSubscription};
+
+/// How long a replay waits for the next event the stream still holds.
+const REPLAY_WAIT: Duration = Duration::from_secs(5);
 
 /// How long [`Bus::flush`] waits for the server's answer.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
@@ -17,6 +20,23 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct NatsBus {
     client: async_nats::Client,
     reconnections: tokio::sync::watch::Receiver<u64>,
+    /// When the connection was last lost (ms since the epoch; 0: never).
+    lost_at_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+fn trace_of(headers: Option<&async_nats::HeaderMap>) -> TracePairs {
+    headers
+        .iter()
+        .flat_map(|headers| headers.iter())
+        .map(|(name, values)| (name.to_string(), values))
+        // JetStream's own headers (the message id) are no trace context.
+        .filter(|(name, _)| !name.starts_with("Nats-"))
+        .filter_map(|(name, values)| Some((name, values.first()?.to_string())))
+        .collect()
+}
+
+fn unavailable(error: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(error.to_string())
 }
 
 /// How a client proves itself to the NATS server: `NATS_USER` and
@@ -86,13 +106,16 @@ impl NatsBus {
         let (reconnected, reconnections) = tokio::sync::watch::channel(0_u64);
         let reconnected = std::sync::Arc::new(reconnected);
         let connected_before = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lost_at_ms = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let lost = lost_at_ms.clone();
         let client = credentials
             .apply(async_nats::ConnectOptions::new())
             .name(name)
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(2))
             .event_callback(move |event| {
-                let (reconnected, connected_before) = (reconnected.clone(), connected_before.clone());
+                let (reconnected, connected_before, lost) =
+                    (reconnected.clone(), connected_before.clone(), lost.clone());
                 async move {
                     match event {
                         async_nats::Event::Connected => {
@@ -101,7 +124,11 @@ impl NatsBus {
                                 reconnected.send_modify(|count| *count += 1);
                             }
                         }
-                        async_nats::Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                        async_nats::Event::Disconnected => {
+                            // Kept before the reconnection is announced: readers take it after `changed`.
+                            lost.store(crate::now_ms(), std::sync::atomic::Ordering::SeqCst);
+                            tracing::warn!("disconnected from NATS");
+                        }
                         other => tracing::debug!(event = %other, "NATS event"),
                     }
                 }
@@ -109,7 +136,7 @@ impl NatsBus {
             .connect(url)
             .await
             .map_err(|error| BusError::Unavailable(error.to_string()))?;
-        Ok(Self { client, reconnections })
+        Ok(Self { client, reconnections, lost_at_ms })
     }
 
     /// The underlying client (JetStream, connection state).
@@ -146,15 +173,68 @@ impl Bus for NatsBus {
             self.client.subscribe(subject).await.map_err(|error| BusError::Unavailable(error.to_string()))?;
         Ok(subscriber
             .map(|message| {
-                let trace = message
-                    .headers
-                    .iter()
-                    .flat_map(|headers| headers.iter())
-                    .filter_map(|(name, values)| Some((name.to_string(), values.first()?.to_string())))
-                    .collect();
+                let trace = trace_of(message.headers.as_ref());
                 (message.payload, trace)
             })
             .boxed())
+    }
+
+    async fn subscribe_all(&self, pattern: String) -> Result<EnvelopeStream, BusError> {
+        let subscriber = self.client.subscribe(pattern).await.map_err(unavailable)?;
+        Ok(subscriber
+            .map(|message| Envelope {
+                subject: message.subject.as_str().into(),
+                trace: trace_of(message.headers.as_ref()),
+                payload: message.payload,
+            })
+            .boxed())
+    }
+
+    async fn replay(&self, stream: String, subject: String, since_ms: i64) -> Result<Option<Vec<Envelope>>, BusError> {
+        use async_nats::jetstream::{self, consumer, stream::LastRawMessageErrorKind};
+        let jetstream = jetstream::new(self.client.clone());
+        let stream = jetstream.get_stream(&stream).await.map_err(unavailable)?;
+        // Nothing newer than `since` in the stream: nothing to read (and no consumer made).
+        let newest = match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(newest) => newest,
+            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(Some(Vec::new())),
+            Err(error) => return Err(unavailable(error)),
+        };
+        let since =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(since_ms) * 1_000_000).map_err(unavailable)?;
+        if newest.time < since {
+            return Ok(Some(Vec::new()));
+        }
+        let config = consumer::pull::OrderedConfig {
+            filter_subject: subject,
+            deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: since },
+            ..Default::default()
+        };
+        let consumer = stream.create_consumer(config).await.map_err(unavailable)?;
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        let mut replayed = Vec::new();
+        // Up to the newest event at the time (`pending` 0): at least the one seen above.
+        loop {
+            let message = match tokio::time::timeout(REPLAY_WAIT, messages.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(Some(Err(error))) => return Err(unavailable(error)),
+                Ok(None) | Err(_) => return Err(unavailable("the stream stopped before its newest event")),
+            };
+            let pending = message.info().map_err(unavailable)?.pending;
+            let message = message.message;
+            replayed.push(Envelope {
+                subject: message.subject.as_str().into(),
+                trace: trace_of(message.headers.as_ref()),
+                payload: message.payload,
+            });
+            if pending == 0 {
+                return Ok(Some(replayed));
+            }
+        }
+    }
+
+    fn lost_at_ms(&self) -> i64 {
+        self.lost_at_ms.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn subscribe(&self, subject: String) -> Result<Subscription, BusError> {

@@ -51,6 +51,19 @@ impl<M: Message + Default + Send + 'static> Topic<M> {
         Ok(bus.subscribe(self.subject.clone()).await?.map(M::decode).boxed())
     }
 
+    /// What the stream `stream` kept of this topic since `since_ms`, oldest
+    /// first, with trace contexts; `None` when the bus keeps nothing (see [`Bus::replay`]).
+    pub async fn replay(
+        &self,
+        bus: &dyn Bus,
+        stream: String,
+        since_ms: i64,
+    ) -> Result<Option<Vec<(Received<M>, TracePairs)>>, BusError> {
+        let replayed = bus.replay(stream, self.subject.clone(), since_ms).await?;
+        Ok(replayed
+            .map(|kept| kept.into_iter().map(|envelope| (M::decode(envelope.payload), envelope.trace)).collect()))
+    }
+
     /// [`Topic::subscribe`], with each message's trace context.
     pub async fn subscribe_traced(
         &self,
@@ -61,6 +74,50 @@ impl<M: Message + Default + Send + 'static> Topic<M> {
             .await?
             .map(|(payload, trace)| (M::decode(payload), trace))
             .boxed())
+    }
+}
+
+/// What a chat's one subscription ([`Subjects::subscribe_chat`]) yields.
+#[derive(Debug)]
+pub enum ChatTraffic {
+    Event(Received<ChatEvent>, TracePairs),
+    Typing(Received<TypingEvent>),
+    Presence(Received<PresenceEvent>),
+}
+
+impl ChatTraffic {
+    /// Decodes a payload by its subject's last token; `None` for a subject this is not about.
+    fn of(envelope: crate::Envelope) -> Option<Self> {
+        let kind = envelope.subject.rsplit('.').next().unwrap_or_default();
+        match kind {
+            "events" => Some(Self::Event(ChatEvent::decode(envelope.payload), envelope.trace)),
+            "typing" => Some(Self::Typing(TypingEvent::decode(envelope.payload))),
+            "presence" => Some(Self::Presence(PresenceEvent::decode(envelope.payload))),
+            _ => None,
+        }
+    }
+}
+
+impl Subjects {
+    /// Everything of one chat — its events, typing and presence — on one subscription.
+    pub async fn subscribe_chat(
+        &self,
+        bus: &dyn Bus,
+        chat_id: i64,
+    ) -> Result<BoxStream<'static, ChatTraffic>, BusError> {
+        let all = bus.subscribe_all(self.chat_all(chat_id)).await?;
+        Ok(all.filter_map(|envelope| std::future::ready(ChatTraffic::of(envelope))).boxed())
+    }
+
+    /// The chat's events that the events stream kept since `since_ms`, oldest
+    /// first; `None` when the bus keeps none (see [`Bus::replay`]).
+    pub async fn replay_chat_events(
+        &self,
+        bus: &dyn Bus,
+        chat_id: i64,
+        since_ms: i64,
+    ) -> Result<Option<Vec<(Received<ChatEvent>, TracePairs)>>, BusError> {
+        self.events_topic(chat_id).replay(bus, self.events_stream(), since_ms).await
     }
 }
 
@@ -120,5 +177,26 @@ mod tests {
         assert_eq!(received.next().await.unwrap().unwrap(), event);
         bus.publish(topic.subject().to_owned(), bytes::Bytes::from_static(&[0xff, 0xff])).await.unwrap();
         assert!(received.next().await.unwrap().is_err(), "an undecodable payload is an error, not a default");
+    }
+
+    #[tokio::test]
+    async fn a_chat_subscription_hears_the_chat_s_three_topics_typed_and_no_other_chat() {
+        let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
+        let subjects = Subjects::new("topic-test").unwrap();
+        let mut chat = subjects.subscribe_chat(bus.as_ref(), 7).await.unwrap();
+        let typing = TypingEvent { chat_id: 7, user_id: 3, started: true, at_ms: 1 };
+        subjects.typing_topic(8).publish(bus.as_ref(), &typing).await.unwrap();
+        subjects.typing_topic(7).publish(bus.as_ref(), &typing).await.unwrap();
+        let presence = PresenceEvent { chat_id: 7, user_id: 3, online: true, replica: "r".into(), at_ms: 2 };
+        subjects.presence_topic(7).publish(bus.as_ref(), &presence).await.unwrap();
+        let event = ChatEvent { chat_id: 7, at_ms: 3, ..ChatEvent::default() };
+        subjects.events_topic(7).publish(bus.as_ref(), &event).await.unwrap();
+        assert!(matches!(chat.next().await, Some(ChatTraffic::Typing(Ok(got))) if got == typing));
+        assert!(matches!(chat.next().await, Some(ChatTraffic::Presence(Ok(got))) if got == presence));
+        assert!(matches!(chat.next().await, Some(ChatTraffic::Event(Ok(got), _)) if got == event));
+        assert!(
+            subjects.replay_chat_events(bus.as_ref(), 7, 0).await.unwrap().is_none(),
+            "the in-process bus keeps nothing to replay"
+        );
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod fanout;
 pub mod http_server;
 pub mod limits;
 pub mod messaging;

@@ -36,6 +36,10 @@ pub struct GatewayMetrics {
     pub ws_slow_closes: Counter,
     /// Backfills of a room from message-store (a gap, or a bus reconnection).
     pub ws_backfills: Counter,
+    /// Catch-ups of a room from the events stream (after a bus reconnection).
+    pub ws_catch_ups: Counter,
+    /// Events a catch-up found that the room had missed.
+    pub ws_caught_up_events: Counter,
 }
 
 pub static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
@@ -46,6 +50,8 @@ pub static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
         ws_frames_queued: Counter::default(),
         ws_slow_closes: Counter::default(),
         ws_backfills: Counter::default(),
+        ws_catch_ups: Counter::default(),
+        ws_caught_up_events: Counter::default(),
     };
     register(|registry| {
         registry.register(
@@ -70,6 +76,12 @@ pub static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| {
             metrics.ws_slow_closes.clone(),
         );
         registry.register("ws_backfills", "Room backfills from message-store", metrics.ws_backfills.clone());
+        registry.register("ws_catch_ups", "Room catch-ups from the events stream", metrics.ws_catch_ups.clone());
+        registry.register(
+            "ws_caught_up_events",
+            "Events a catch-up delivered that the room had missed live",
+            metrics.ws_caught_up_events.clone(),
+        );
     });
     metrics
 });

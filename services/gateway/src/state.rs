@@ -17,8 +17,8 @@ use crate::{
     client_addr::TrustedProxies,
     config::{Settings, WsSettings},
     error::ApiError,
+    fanout::Hub,
     limits::Limits,
-    ws::hub::Hub,
 };
 
 /// What every handler and socket shares, behind one `Arc`: cloning it (axum

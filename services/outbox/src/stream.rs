@@ -74,7 +74,7 @@ impl StreamSettings {
 /// The stream's name for a subject prefix (`chat` → `chat-events`; a stream
 /// name takes no dots).
 pub fn name(subjects: &Subjects) -> String {
-    format!("{}-events", subjects.prefix().replace('.', "_"))
+    subjects.events_stream()
 }
 
 /// What the stream captures: every chat's events and the membership subject.

@@ -11,4 +11,5 @@ mod outbox;
 mod races;
 mod system;
 mod trust;
+mod user_socket;
 mod users;

@@ -44,13 +44,23 @@ fn describe(event: &ChatEvent) -> String {
         Some(Kind::MessageDeleted(deleted)) => format!("deleted {}", deleted.message_id),
         Some(Kind::ParticipantAdded(change)) => format!("added {}", change.user_id),
         Some(Kind::ParticipantRemoved(change)) => format!("removed {}", change.user_id),
+        Some(Kind::ParticipantUpdated(change)) => format!("admin {} {}", change.user_id, change.is_admin),
+        Some(Kind::ChatUpdated(change)) => format!("renamed {}", change.name),
         None => "nothing".into(),
     }
 }
 
-/// Whether an event is a membership change (chat-metadata's; the others are message-store's).
+/// Whether an event is chat-metadata's (the others are message-store's).
 fn is_membership(event: &ChatEvent) -> bool {
-    matches!(event.kind, Some(Kind::ParticipantAdded(_) | Kind::ParticipantRemoved(_)))
+    matches!(
+        event.kind,
+        Some(
+            Kind::ParticipantAdded(_)
+                | Kind::ParticipantRemoved(_)
+                | Kind::ParticipantUpdated(_)
+                | Kind::ChatUpdated(_)
+        )
+    )
 }
 
 /// The events of one subject, described, in stream order, as two lists —

@@ -9,17 +9,74 @@ use crate::models::Message;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
-    NewMessage { chat_id: i64, message: Message },
-    MessageEdited { chat_id: i64, message: Message },
-    MessageDeleted { chat_id: i64, message_id: i64, timestamp: String },
-    TypingStarted { user_id: i64, chat_id: i64, timestamp: String },
-    TypingStopped { user_id: i64, chat_id: i64, timestamp: String },
-    UserJoined { user_id: i64, chat_id: i64, timestamp: String },
-    UserLeft { user_id: i64, chat_id: i64, timestamp: String },
-    ParticipantAdded { user_id: i64, by_user_id: i64, chat_id: i64, timestamp: String },
-    ParticipantRemoved { user_id: i64, by_user_id: i64, chat_id: i64, timestamp: String },
-    Pong { chat_id: i64, timestamp: String },
-    Error { code: ErrorCode, detail: String, client_msg_id: Option<String> },
+    NewMessage {
+        chat_id: i64,
+        message: Message,
+    },
+    MessageEdited {
+        chat_id: i64,
+        message: Message,
+    },
+    MessageDeleted {
+        chat_id: i64,
+        message_id: i64,
+        timestamp: String,
+    },
+    TypingStarted {
+        user_id: i64,
+        chat_id: i64,
+        timestamp: String,
+    },
+    TypingStopped {
+        user_id: i64,
+        chat_id: i64,
+        timestamp: String,
+    },
+    UserJoined {
+        user_id: i64,
+        chat_id: i64,
+        timestamp: String,
+    },
+    UserLeft {
+        user_id: i64,
+        chat_id: i64,
+        timestamp: String,
+    },
+    ParticipantAdded {
+        user_id: i64,
+        by_user_id: i64,
+        chat_id: i64,
+        timestamp: String,
+    },
+    ParticipantRemoved {
+        user_id: i64,
+        by_user_id: i64,
+        chat_id: i64,
+        timestamp: String,
+    },
+    ParticipantUpdated {
+        user_id: i64,
+        is_admin: bool,
+        by_user_id: i64,
+        chat_id: i64,
+        timestamp: String,
+    },
+    ChatUpdated {
+        chat_id: i64,
+        name: String,
+        by_user_id: i64,
+        timestamp: String,
+    },
+    /// `chat_id` null: a user socket's ping that named no chat.
+    Pong {
+        chat_id: Option<i64>,
+        timestamp: String,
+    },
+    Error {
+        code: ErrorCode,
+        detail: String,
+        client_msg_id: Option<String>,
+    },
 }
 
 impl ServerFrame {
@@ -67,8 +124,19 @@ impl FrameError {
     }
 }
 
-/// Parses a text frame sent on the socket of `socket_chat_id`.
-pub fn parse_client_frame(text: &str, socket_chat_id: i64) -> Result<ClientFrame, FrameError> {
+/// Which chats a socket carries: one (`GET /ws/{chat_id}`) or all its user's (`GET /ws`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Chat(i64),
+    User,
+}
+
+/// Parses a text frame: the chat it is about (`None` only for a user
+/// socket's ping that names none) and what it asks for. On a chat's socket a
+/// missing `chat_id` means that chat and another one is `forbidden`; on a user
+/// socket `chat_id` is required (but for `ping`), and whether the user is in
+/// that chat is the caller's to check.
+pub fn parse_client_frame(text: &str, scope: Scope) -> Result<(Option<i64>, ClientFrame), FrameError> {
     let bad = |detail: &str, id: Option<String>| FrameError::new(ErrorCode::BadFrame, detail, id);
     let Ok(Value::Object(frame)) = serde_json::from_str::<Value>(text) else {
         return Err(bad("a frame is a JSON object", None));
@@ -82,27 +150,46 @@ pub fn parse_client_frame(text: &str, socket_chat_id: i64) -> Result<ClientFrame
         Some(Value::String(kind)) => kind.as_str(),
         _ => return Err(bad("a frame needs a string \"type\"", client_msg_id)),
     };
-    match frame.get("chat_id") {
-        None | Some(Value::Null) => {}
-        Some(Value::Number(number)) if number.as_i64() == Some(socket_chat_id) => {}
-        Some(Value::Number(_)) => {
+    let named = match frame.get("chat_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(number)) => match number.as_i64() {
+            Some(chat_id) => Some(chat_id),
+            None => return Err(bad("chat_id must be an integer", client_msg_id)),
+        },
+        Some(_) => return Err(bad("chat_id must be an integer", client_msg_id)),
+    };
+    let chat_id = match (scope, named) {
+        (Scope::Chat(own), None) => Some(own),
+        (Scope::Chat(own), Some(named)) if named == own => Some(own),
+        (Scope::Chat(_), Some(_)) => {
             return Err(FrameError::new(ErrorCode::Forbidden, "this socket is for another chat", client_msg_id));
         }
-        Some(_) => return Err(bad("chat_id must be an integer", client_msg_id)),
-    }
-    match kind {
-        "ping" => Ok(ClientFrame::Ping),
+        (Scope::User, named) => named,
+    };
+    let frame = match kind {
+        "ping" => ClientFrame::Ping,
         "message" => match frame.get("content") {
-            Some(Value::String(content)) => Ok(ClientFrame::Message { content: content.clone(), client_msg_id }),
-            _ => Err(FrameError::new(ErrorCode::Validation, "content must be a string", client_msg_id)),
+            Some(Value::String(content)) => ClientFrame::Message { content: content.clone(), client_msg_id },
+            _ => return Err(FrameError::new(ErrorCode::Validation, "content must be a string", client_msg_id)),
         },
         "typing" => match frame.get("content").and_then(Value::as_str) {
-            Some("start") => Ok(ClientFrame::Typing { started: true }),
-            Some("stop") => Ok(ClientFrame::Typing { started: false }),
-            _ => Err(FrameError::new(ErrorCode::Validation, "typing content is \"start\" or \"stop\"", client_msg_id)),
+            Some("start") => ClientFrame::Typing { started: true },
+            Some("stop") => ClientFrame::Typing { started: false },
+            _ => {
+                let detail = "typing content is \"start\" or \"stop\"";
+                return Err(FrameError::new(ErrorCode::Validation, detail, client_msg_id));
+            }
         },
-        other => Err(bad(&format!("unknown frame type {other:?}"), client_msg_id)),
+        other => return Err(bad(&format!("unknown frame type {other:?}"), client_msg_id)),
+    };
+    if chat_id.is_none() && frame != ClientFrame::Ping {
+        let client_msg_id = match frame {
+            ClientFrame::Message { client_msg_id, .. } => client_msg_id,
+            _ => None,
+        };
+        return Err(bad("chat_id is required on a user socket (only ping may omit it)", client_msg_id));
     }
+    Ok((chat_id, frame))
 }
 
 #[cfg(test)]
@@ -110,22 +197,48 @@ mod tests {
     use super::*;
 
     fn code_of(text: &str) -> (ErrorCode, Option<String>) {
-        let error = parse_client_frame(text, 7).expect_err("refused");
+        code_in(text, Scope::Chat(7))
+    }
+
+    fn code_in(text: &str, scope: Scope) -> (ErrorCode, Option<String>) {
+        let error = parse_client_frame(text, scope).expect_err("refused");
         (error.code, error.client_msg_id)
     }
 
     #[test]
     fn good_frames_parse_with_or_without_the_chat_id() {
-        assert_eq!(parse_client_frame(r#"{"type":"ping"}"#, 7), Ok(ClientFrame::Ping));
-        assert_eq!(parse_client_frame(r#"{"type":"ping","chat_id":7}"#, 7), Ok(ClientFrame::Ping));
+        let chat = Scope::Chat(7);
+        assert_eq!(parse_client_frame(r#"{"type":"ping"}"#, chat), Ok((Some(7), ClientFrame::Ping)));
+        assert_eq!(parse_client_frame(r#"{"type":"ping","chat_id":7}"#, chat), Ok((Some(7), ClientFrame::Ping)));
         assert_eq!(
-            parse_client_frame(r#"{"type":"message","content":"hé","client_msg_id":"c1"}"#, 7),
-            Ok(ClientFrame::Message { content: "hé".into(), client_msg_id: Some("c1".into()) })
+            parse_client_frame(r#"{"type":"message","content":"hé","client_msg_id":"c1"}"#, chat),
+            Ok((Some(7), ClientFrame::Message { content: "hé".into(), client_msg_id: Some("c1".into()) }))
         );
         assert_eq!(
-            parse_client_frame(r#"{"type":"typing","content":"stop"}"#, 7),
-            Ok(ClientFrame::Typing { started: false })
+            parse_client_frame(r#"{"type":"typing","content":"stop"}"#, chat),
+            Ok((Some(7), ClientFrame::Typing { started: false }))
         );
+    }
+
+    #[test]
+    fn on_a_user_socket_every_frame_but_ping_names_its_chat() {
+        let user = Scope::User;
+        assert_eq!(parse_client_frame(r#"{"type":"ping"}"#, user), Ok((None, ClientFrame::Ping)));
+        assert_eq!(parse_client_frame(r#"{"type":"ping","chat_id":9}"#, user), Ok((Some(9), ClientFrame::Ping)));
+        assert_eq!(
+            parse_client_frame(r#"{"type":"typing","chat_id":9,"content":"start"}"#, user),
+            Ok((Some(9), ClientFrame::Typing { started: true }))
+        );
+        let table: &[(&str, (ErrorCode, Option<&str>))] = &[
+            (r#"{"type":"message","content":"x","client_msg_id":"k"}"#, (ErrorCode::BadFrame, Some("k"))),
+            (r#"{"type":"typing","content":"start"}"#, (ErrorCode::BadFrame, None)),
+            (r#"{"type":"message","chat_id":null,"content":"x"}"#, (ErrorCode::BadFrame, None)),
+            (r#"{"type":"message","chat_id":1.5,"content":"x"}"#, (ErrorCode::BadFrame, None)),
+            (r#"{"type":"message","chat_id":9}"#, (ErrorCode::Validation, None)),
+        ];
+        for (text, (code, id)) in table {
+            assert_eq!(code_in(text, user), (*code, id.map(str::to_owned)), "{text}");
+        }
     }
 
     #[test]
@@ -145,8 +258,23 @@ mod tests {
 
     #[test]
     fn server_frames_are_tagged_and_keep_non_ascii_text() {
-        let frame = ServerFrame::Pong { chat_id: 1, timestamp: "t".into() };
+        let frame = ServerFrame::Pong { chat_id: Some(1), timestamp: "t".into() };
         assert_eq!(frame.to_json(), r#"{"type":"pong","chat_id":1,"timestamp":"t"}"#);
+        let frame = ServerFrame::Pong { chat_id: None, timestamp: "t".into() };
+        assert_eq!(frame.to_json(), r#"{"type":"pong","chat_id":null,"timestamp":"t"}"#);
+        let frame = ServerFrame::ChatUpdated { chat_id: 1, name: "n".into(), by_user_id: 2, timestamp: "t".into() };
+        assert_eq!(frame.to_json(), r#"{"type":"chat_updated","chat_id":1,"name":"n","by_user_id":2,"timestamp":"t"}"#);
+        let frame = ServerFrame::ParticipantUpdated {
+            user_id: 3,
+            is_admin: true,
+            by_user_id: 2,
+            chat_id: 1,
+            timestamp: "t".into(),
+        };
+        assert_eq!(
+            frame.to_json(),
+            r#"{"type":"participant_updated","user_id":3,"is_admin":true,"by_user_id":2,"chat_id":1,"timestamp":"t"}"#
+        );
         let error = ServerFrame::Error { code: ErrorCode::BadFrame, detail: "é".into(), client_msg_id: None };
         assert_eq!(error.to_json(), r#"{"type":"error","code":"bad_frame","detail":"é","client_msg_id":null}"#);
     }

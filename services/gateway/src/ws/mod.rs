@@ -1,9 +1,9 @@
-//! `/api/v1/ws/...`: the WebSocket of a chat, presence (`online`) and `stats`.
+//! `/api/v1/ws...`: the WebSocket of a chat, the user socket (every chat of
+//! the user on one connection), presence (`online`) and `stats`.
 
+pub mod after;
 pub mod close;
 pub mod frames;
-pub mod hub;
-pub mod sequencer;
 pub mod socket;
 
 use axum::{
@@ -18,6 +18,7 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use self::frames::Scope;
 use crate::{
     error::{ApiError, ErrorBody},
     extract::{AppPath, AuthUser, bearer_token},
@@ -53,6 +54,27 @@ pub async fn connect(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    upgrade_to(state, Scope::Chat(chat_id), &uri, &headers, upgrade)
+}
+
+/// The user socket: every chat of the user on one connection (see API.md).
+/// Refusals are close codes after the upgrade: 4401 bad token, 1008 bad `after`.
+pub async fn connect_user(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    upgrade_to(state, Scope::User, &uri, &headers, upgrade)
+}
+
+fn upgrade_to(
+    state: AppState,
+    scope: Scope,
+    uri: &Uri,
+    headers: &HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
@@ -71,9 +93,9 @@ pub async fn connect(
     }
     let query: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
-    let (token, as_subprotocol) = token_of(&query, &headers);
+    let (token, as_subprotocol) = token_of(&query, headers);
     let after = query.iter().find(|(key, _)| key == "after").map(|(_, value)| value.clone());
-    let request = socket::ConnectRequest { chat_id, token, after };
+    let request = socket::ConnectRequest { scope, token, after };
     let upgrade = if as_subprotocol { upgrade.protocols(["bearer"]) } else { upgrade };
     upgrade
         .max_message_size(socket::READ_LIMIT_BYTES)
@@ -106,8 +128,8 @@ pub struct ClusterStats {
     responses((status = 200, body = Stats), (status = 401, description = "Missing or invalid token", body = ErrorBody))
 )]
 pub async fn stats(State(state): State<AppState>, _caller: AuthUser) -> Json<Stats> {
-    let local = state.hub.local_stats().await;
-    let (connections, replicas) = state.hub.cluster_stats().await;
+    let local = state.hub.local_stats();
+    let (connections, replicas) = state.hub.cluster_stats();
     Json(Stats {
         connections: local.connections,
         users: local.users,

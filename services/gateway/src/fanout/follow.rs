@@ -1,0 +1,163 @@
+//! User sockets follow their user's chats: every chat at connect, then each
+//! chat the user joins — whichever replica handled the join — until they
+//! leave it.
+//!
+//! A replica hears every chat's membership changes on one subscription (the
+//! membership subject, which membership caches listen to as well): they are
+//! rare next to messages, and a replica cannot know beforehand which chats
+//! its users will join. For a user with a user socket here:
+//!
+//! - `participant_added` lets their user sockets into the chat's room —
+//!   made for them if the replica had none — and the room delivers that
+//!   event to them first (the room's event-id memory drops the copy that
+//!   comes on the chat's own subject).
+//! - `participant_removed` is handled by the room like any event of the chat
+//!   (the user's sockets get it, then nothing more); a socket still listing
+//!   its chats at connect notes it, so as not to follow that chat after all.
+//!
+//! After the bus reconnects, the listener catches up on the membership
+//! changes the stream kept since shortly before the connection was lost.
+
+use std::sync::{Arc, Weak};
+
+use chat_proto::events::{ChatEvent, chat_event::Kind};
+use event_bus::Received;
+use futures::{StreamExt, stream::BoxStream};
+
+use super::{Inner, catchup::CATCH_UP_MARGIN_MS, outbound::SocketHandle, room::Room};
+
+/// How many of a new user socket's rooms open at once.
+const OPENING_AT_ONCE: usize = 8;
+
+impl Inner {
+    /// Makes sure the room listens (opening it if it is new) and has handled `event`.
+    pub(super) async fn make_live(&self, room: &Arc<Room>, event: Option<ChatEvent>) -> anyhow::Result<()> {
+        let mut event = event;
+        room.live.get_or_try_init(|| self.open(room, event.take())).await?;
+        // The room was open already: the event is handled like any other (a repeat is dropped).
+        if let Some(event) = event {
+            self.handle(room, event).await;
+        }
+        Ok(())
+    }
+
+    /// A membership change of any chat.
+    fn on_membership(self: &Arc<Self>, event: ChatEvent) {
+        let chat_id = event.chat_id;
+        match &event.kind {
+            Some(Kind::ParticipantAdded(change)) => {
+                let followers = self.registry.followers(change.user_id);
+                if !followers.is_empty() {
+                    let inner = self.clone();
+                    tokio::spawn(async move { inner.follow(event, followers).await });
+                }
+            }
+            Some(Kind::ParticipantRemoved(change)) => {
+                self.registry.left(change.user_id, chat_id);
+                if let Some(room) = self.registry.room(chat_id) {
+                    let inner = self.clone();
+                    tokio::spawn(async move { inner.handle(&room, event).await });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The user of `followers` joined the event's chat: the sockets follow it,
+    /// beginning with this event.
+    async fn follow(&self, event: ChatEvent, followers: Vec<SocketHandle>) {
+        let chat_id = event.chat_id;
+        if let Some(room) = self.registry.room(chat_id)
+            && room.live.initialized()
+        {
+            // The room lets them in as it handles the event.
+            self.handle(&room, event).await;
+            return;
+        }
+        let Some(user_id) = followers.first().map(|socket| socket.user_id) else { return };
+        let mut entered = None;
+        let mut first_of_user = false;
+        for socket in &followers {
+            let (room, first) = self.registry.enter(chat_id, socket);
+            first_of_user |= first;
+            entered = Some(room);
+        }
+        let Some(room) = entered else { return };
+        if let Err(error) = self.make_live(&room, Some(event)).await {
+            tracing::warn!(%error, chat_id, "cannot open the room of a chat a user joined");
+            for socket in &followers {
+                self.exit(chat_id, socket).await;
+            }
+            return;
+        }
+        if first_of_user {
+            self.came_online(&room, user_id).await;
+        }
+    }
+
+    /// A user socket's chats at connect: it enters each room (opening the new
+    /// ones, a few at a time).
+    pub(super) async fn follow_listed(&self, socket: &SocketHandle, chats: Vec<i64>) -> anyhow::Result<()> {
+        let chats = self.registry.listed(socket, chats);
+        let opened: Vec<anyhow::Result<()>> = futures::stream::iter(chats)
+            .map(|chat_id| async move {
+                let (room, first_of_user) = self.registry.enter(chat_id, socket);
+                self.make_live(&room, None).await?;
+                if first_of_user {
+                    self.came_online(&room, socket.user_id).await;
+                }
+                Ok(())
+            })
+            .buffer_unordered(OPENING_AT_ONCE)
+            .collect()
+            .await;
+        opened.into_iter().collect()
+    }
+
+    /// Takes a socket out of one room; its user's presence there ends with their last socket.
+    pub(super) async fn exit(&self, chat_id: i64, socket: &SocketHandle) {
+        if let Some((room, Some(user_id))) = self.registry.exit(chat_id, socket.id) {
+            self.went_offline(&room, user_id).await;
+        }
+    }
+}
+
+/// Hears every chat's membership changes; catches up after a reconnection.
+pub(super) async fn membership_loop(hub: Weak<Inner>, mut changes: BoxStream<'static, Received<ChatEvent>>) {
+    let Some(inner) = hub.upgrade() else { return };
+    let mut reconnections = inner.bus.reconnections();
+    drop(inner);
+    loop {
+        let reconnected = async {
+            match reconnections.as_mut() {
+                Some(receiver) => receiver.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            change = changes.next() => {
+                let Some(change) = change else { return };
+                let Some(inner) = hub.upgrade() else { return };
+                match change {
+                    Ok(event) => inner.on_membership(event),
+                    Err(error) => tracing::warn!(%error, "an undecodable membership event"),
+                }
+            }
+            true = reconnected => {
+                let Some(inner) = hub.upgrade() else { return };
+                let since_ms = inner.bus.lost_at_ms() - CATCH_UP_MARGIN_MS;
+                let topic = inner.subjects.membership_topic();
+                match topic.replay(inner.bus.as_ref(), inner.subjects.events_stream(), since_ms).await {
+                    Ok(kept) => {
+                        for (change, _) in kept.unwrap_or_default() {
+                            if let Ok(event) = change {
+                                inner.on_membership(event);
+                            }
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot catch up on membership changes"),
+                }
+            }
+        }
+    }
+}
