@@ -8,7 +8,11 @@
 //!                   charged to --server-pids, else to whoever listens on --base's port)
 //!   loadgen history --base URL [--clients 32] [--seconds 10]
 //!   loadgen idle    --base URL [--sockets 5000] --gateway-pid PID [--hold 5]
-//!   loadgen fanout  --base URL --base2 URL [--members 100] [--rate 200] [--seconds 10]
+//!   loadgen fanout  --base URL --base2 URL [--members 100] [--rate 200] [--seconds 10] [--user-sockets 1]
+//!                   (with --user-sockets 1 every member listens on a user socket, GET /ws)
+//!   loadgen users   --base URL --base2 URL [--users 2000] [--chats-per-user 20] [--members 10]
+//!                   [--rate 200] [--seconds 10] [--hold 5] [--gateway-pids PID,PID]
+//!                   (user sockets, half on each gateway; RSS per idle socket from --gateway-pids)
 //!   loadgen resume  --base URL --base2 URL [--clients 20] [--messages 300] [--rate 100]
 
 use std::{
@@ -32,7 +36,8 @@ struct Args {
 impl Args {
     fn parse() -> anyhow::Result<Self> {
         let mut raw = std::env::args().skip(1);
-        let scenario = raw.next().context("usage: loadgen <login|send|history|idle|fanout|resume> --base URL ...")?;
+        let scenario =
+            raw.next().context("usage: loadgen <login|send|history|idle|fanout|users|resume> --base URL ...")?;
         let mut options = HashMap::new();
         while let Some(key) = raw.next() {
             let key = key.strip_prefix("--").with_context(|| format!("expected --option, got {key}"))?.to_owned();
@@ -360,6 +365,7 @@ async fn fanout(args: &Args) -> anyhow::Result<()> {
     let (base, base2) = (args.url("base")?, args.url("base2")?);
     let (members, rate, seconds): (usize, u64, u64) =
         (args.get("members", 100)?, args.get("rate", 200)?, args.get("seconds", 10)?);
+    let user_sockets = args.get("user-sockets", 0_u8)? == 1;
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     let people = users(&http, &base, members).await?;
     let others: Vec<&User> = people[1..].iter().collect();
@@ -368,7 +374,11 @@ async fn fanout(args: &Args) -> anyhow::Result<()> {
     let mut sockets = Vec::new();
     for (n, person) in people.iter().enumerate() {
         let gateway = if n % 2 == 0 { &base } else { &base2 };
-        sockets.push(ChatSocket::connect_ready(gateway, chat_id, &person.token, None).await?);
+        sockets.push(if user_sockets {
+            ChatSocket::connect_user_ready(gateway, &person.token, None).await?
+        } else {
+            ChatSocket::connect_ready(gateway, chat_id, &person.token, None).await?
+        });
     }
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = sockets
@@ -418,6 +428,7 @@ async fn fanout(args: &Args) -> anyhow::Result<()> {
     report(
         "fanout",
         json!({
+            "sockets": if user_sockets { "user" } else { "per-chat" },
             "members": members,
             "replicas": 2,
             "target_rate_per_s": rate,
@@ -503,6 +514,190 @@ async fn resume(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which users are in which chat: `rounds` times, the users in a different
+/// order (a stride through them), cut into chats of `members` — so every user
+/// is in `rounds` chats, each chat with others. Indexes into the users.
+fn chat_layout(users: usize, rounds: usize, members: usize) -> Vec<Vec<usize>> {
+    let mut chats = Vec::new();
+    for round in 0..rounds {
+        // A stride coprime with the count visits every user once per round.
+        let stride = (1..users).map(|k| 1 + round * 7 + k).find(|s| gcd(*s, users) == 1).unwrap_or(1);
+        let order: Vec<usize> = (0..users).map(|n| (n * stride + round) % users).collect();
+        chats.extend(order.chunks(members).filter(|chunk| chunk.len() > 1).map(<[usize]>::to_vec));
+    }
+    chats
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn gateway_rss_kib(pids: &[u32]) -> u64 {
+    pids.iter().filter_map(|pid| rss_kib(*pid).ok()).sum()
+}
+
+/// N user sockets, each user in M chats, over two gateways: connect rate, RSS
+/// per idle user socket, then messages at a fixed rate into random chats —
+/// deliveries/s, send→receive latency, and every delivery exactly once.
+async fn users_scenario(args: &Args) -> anyhow::Result<()> {
+    let (base, base2) = (args.url("base")?, args.url("base2")?);
+    let (count, rounds, members): (usize, usize, usize) =
+        (args.get("users", 2000)?, args.get("chats-per-user", 20)?, args.get("members", 10)?);
+    let (rate, seconds, hold): (u64, u64, u64) =
+        (args.get("rate", 200)?, args.get("seconds", 10)?, args.get("hold", 5)?);
+    let pids: Vec<u32> = match args.options.get("gateway-pids") {
+        Some(list) => list.split(',').map(|pid| pid.trim().parse()).collect::<Result<_, _>>()?,
+        None => {
+            let mut pids = server_pids(args, &base)?;
+            pids.extend(server_pids(args, &base2)?);
+            pids.sort_unstable();
+            pids.dedup();
+            pids
+        }
+    };
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let started = Instant::now();
+    let people = users(&http, &base, count).await?;
+    let layout = chat_layout(count, rounds, members);
+    let mut chats: Vec<(i64, Vec<usize>)> = Vec::with_capacity(layout.len());
+    for batch in layout.chunks(16) {
+        let made = futures::future::join_all(batch.iter().map(|members| {
+            let others: Vec<&User> = members[1..].iter().map(|n| &people[*n]).collect();
+            let http = &http;
+            let base = &base;
+            let owner = &people[members[0]];
+            async move { group(http, base, owner, &others).await }
+        }))
+        .await;
+        for (chat_id, members) in made.into_iter().zip(batch) {
+            chats.push((chat_id?, members.clone()));
+        }
+    }
+    let setup_s = started.elapsed().as_secs_f64();
+
+    let rss_before = gateway_rss_kib(&pids);
+    let started = Instant::now();
+    let mut sockets = Vec::with_capacity(count);
+    for chunk in people.iter().enumerate().collect::<Vec<_>>().chunks(100) {
+        let opened = futures::future::join_all(chunk.iter().map(|(n, person)| {
+            let gateway = if n % 2 == 0 { &base } else { &base2 };
+            ChatSocket::connect_user_ready(gateway, &person.token, None)
+        }))
+        .await;
+        for socket in opened {
+            sockets.push(socket?);
+        }
+    }
+    let connect_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    let rss_idle = gateway_rss_kib(&pids);
+
+    // Every socket reads: each new_message's (chat, id) and its latency.
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut got: Vec<(i64, i64, u64)> = Vec::new();
+                loop {
+                    match socket.next_frame(Duration::from_millis(500)).await {
+                        Ok(frame) if frame["type"] == "new_message" => {
+                            let content = frame["message"]["content"].as_str().unwrap_or_default();
+                            let sent = content.strip_prefix("t=").and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+                            let chat = frame["chat_id"].as_i64().unwrap_or_default();
+                            let id = frame["message"]["id"].as_i64().unwrap_or_default();
+                            got.push((chat, id, now_us().saturating_sub(sent)));
+                        }
+                        Ok(_) => {}
+                        Err(None) if !done.load(Ordering::Relaxed) => {}
+                        Err(_) => break,
+                    }
+                }
+                got
+            })
+        })
+        .collect();
+    let interval = Duration::from_micros(1_000_000 / rate.max(1));
+    let chats = Arc::new(chats);
+    let people = Arc::new(people);
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut inflight = Vec::new();
+    let mut n: u64 = 0;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        ticker.tick().await;
+        n += 1;
+        // A random chat (a multiplicative hash of the count), and one of its members, through either gateway.
+        let pick = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
+        let (chats, people, http) = (chats.clone(), people.clone(), http.clone());
+        let gateway = if n.is_multiple_of(2) { base.clone() } else { base2.clone() };
+        inflight.push(tokio::spawn(async move {
+            let (chat_id, members) = &chats[(pick % chats.len() as u64) as usize];
+            let sender = &people[members[(pick as usize / 7) % members.len()]];
+            let body = json!({"chat_id": chat_id, "content": format!("t={}", now_us())});
+            let url = format!("{gateway}/api/v1/messages/");
+            let response = http.post(url).bearer_auth(&sender.token).json(&body).send().await;
+            match response {
+                Ok(response) if response.status() == 201 => {
+                    let message: Value = response.json().await.unwrap_or_default();
+                    Some((*chat_id, message["id"].as_i64().unwrap_or_default(), members.len()))
+                }
+                _ => None,
+            }
+        }));
+    }
+    let stored: Vec<(i64, i64, usize)> =
+        futures::future::join_all(inflight).await.into_iter().filter_map(|sent| sent.ok().flatten()).collect();
+    let send_seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    done.store(true, Ordering::Relaxed);
+    let received: Vec<Vec<(i64, i64, u64)>> =
+        futures::future::join_all(readers).await.into_iter().collect::<Result<_, _>>()?;
+    // Exactly once: per socket, no (chat, id) twice; in all, every stored message once per member.
+    let mut duplicates = 0;
+    let mut deliveries: HashMap<(i64, i64), usize> = HashMap::new();
+    for socket in &received {
+        let mut seen = std::collections::HashSet::new();
+        for (chat, id, _) in socket {
+            if !seen.insert((*chat, *id)) {
+                duplicates += 1;
+            }
+            *deliveries.entry((*chat, *id)).or_default() += 1;
+        }
+    }
+    let complete = stored.iter().filter(|(chat, id, members)| deliveries.get(&(*chat, *id)) == Some(members)).count();
+    let latencies: Vec<u64> = received.iter().flatten().map(|(_, _, latency)| *latency).collect();
+    let expected: usize = stored.iter().map(|(_, _, members)| members).sum();
+    report(
+        "users",
+        json!({
+            "users": count,
+            "chats": chats.len(),
+            "chats_per_user": rounds,
+            "members_per_chat": members,
+            "replicas": 2,
+            "setup_seconds": setup_s,
+            "connect_seconds": connect_s,
+            "connects_per_s": count as f64 / connect_s,
+            "gateway_rss_before_kib": rss_before,
+            "gateway_rss_idle_kib": rss_idle,
+            "rss_per_idle_user_socket_bytes": (rss_idle.saturating_sub(rss_before) * 1024) as f64 / count as f64,
+            "target_rate_per_s": rate,
+            "messages_stored": stored.len(),
+            "deliveries": latencies.len(),
+            "deliveries_expected": expected,
+            "messages_delivered_to_every_member_once": complete,
+            "duplicates": duplicates,
+            "deliveries_per_s": latencies.len() as f64 / send_seconds,
+            "latency_send_to_receive": percentiles(latencies),
+        }),
+    );
+    anyhow::ensure!(duplicates == 0, "{duplicates} deliveries came twice");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse()?;
@@ -513,6 +708,33 @@ async fn main() -> anyhow::Result<()> {
         "idle" => idle(&args).await,
         "fanout" => fanout(&args).await,
         "resume" => resume(&args).await,
-        other => bail!("unknown scenario {other:?}: login, send, history, idle, fanout or resume"),
+        "users" => users_scenario(&args).await,
+        other => bail!("unknown scenario {other:?}: login, send, history, idle, fanout, users or resume"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_user_is_in_as_many_chats_as_rounds_and_no_chat_lists_anyone_twice() {
+        for (users, rounds, members) in [(2000, 20, 10), (100, 3, 7), (10, 2, 10)] {
+            let chats = chat_layout(users, rounds, members);
+            let mut per_user = vec![0; users];
+            for chat in &chats {
+                let distinct: std::collections::HashSet<&usize> = chat.iter().collect();
+                assert_eq!(distinct.len(), chat.len());
+                assert!(chat.len() <= members);
+                for user in chat {
+                    per_user[*user] += 1;
+                }
+            }
+            // A user left alone at the end of a round is in no chat of that round.
+            assert!(per_user.iter().all(|n| *n <= rounds && *n + 1 >= rounds), "{users} {rounds} {members}");
+            if users % members == 0 {
+                assert!(per_user.iter().all(|n| *n == rounds));
+            }
+        }
     }
 }

@@ -550,3 +550,184 @@ async fn a_subscription_made_before_flush_hears_the_next_publish_of_any_connecti
         assert_eq!(heard, format!("{n}").as_bytes());
     }
 }
+
+// The user socket (`GET /api/v1/ws`) across replicas, and every event kind
+// lossless when a replica's bus connection goes away for a while.
+
+/// `PUT`/`DELETE` on the gateway at `base_url` as `user`; asserts the status.
+async fn call(
+    app: &TestDeployment,
+    base_url: &str,
+    user: &TestUser,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    want: u16,
+) {
+    let mut request = app.http.request(method.clone(), format!("{base_url}{path}")).bearer_auth(&user.token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), want, "{method} {path}: {:?}", response.text().await);
+}
+
+/// Frames about `chat_id` (no pongs), until the socket is quiet for `quiet` or closes.
+async fn frames_of(socket: &mut ChatSocket, chat_id: i64, quiet: Duration) -> Vec<Value> {
+    frames_after(socket, chat_id, quiet, quiet).await
+}
+
+/// [`frames_of`], the first frame awaited for up to `first` (a replica reconnecting to the bus).
+async fn frames_after(socket: &mut ChatSocket, chat_id: i64, first: Duration, quiet: Duration) -> Vec<Value> {
+    let mut frames: Vec<Value> = socket.next_frame(first).await.into_iter().collect();
+    frames.extend(socket.drain(quiet).await);
+    frames.into_iter().filter(|frame| frame["chat_id"] == chat_id && frame["type"] != "pong").collect()
+}
+
+fn kinds(frames: &[Value]) -> Vec<&str> {
+    frames.iter().map(|frame| frame["type"].as_str().unwrap_or_default()).collect()
+}
+
+#[tokio::test]
+async fn a_user_socket_on_one_replica_hears_what_is_done_through_the_other_follows_a_join_within_a_second_and_stops_after_a_removal()
+ {
+    let app = spawn_deployment().await;
+    let (a, b) = (app.base_url.clone(), app.another_gateway().await);
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let mut socket = ChatSocket::connect_user_ready(&b, &alice.token, None).await.unwrap();
+
+    let chat_id = group(&app, &a, &bob, &[&alice]).await;
+    let added = socket.expect_in("participant_added", chat_id, Duration::from_secs(1)).await.expect("within a second");
+    assert_eq!((added["user_id"].as_i64(), added["by_user_id"].as_i64()), (Some(alice.id), Some(bob.id)));
+    let sent = send(&app, &a, &bob, chat_id, "through A").await;
+    assert_eq!(socket.expect_in("new_message", chat_id, WAIT).await.unwrap()["message"]["id"], sent["id"]);
+
+    remove(&app, &a, &bob, chat_id, alice.id).await;
+    let removed = socket.expect_in("participant_removed", chat_id, WAIT).await.unwrap();
+    assert_eq!(removed["user_id"], alice.id);
+    send(&app, &a, &bob, chat_id, "not for alice").await;
+    let path = format!("/api/v1/chats/{chat_id}");
+    call(&app, &a, &bob, reqwest::Method::PUT, &path, Some(json!({"name": "after her"})), 200).await;
+    assert!(frames_of(&mut socket, chat_id, Duration::from_millis(700)).await.is_empty(), "nothing more of the chat");
+    socket.send(&json!({"type": "ping"})).await.unwrap();
+    assert!(socket.expect("pong", WAIT).await.is_ok(), "the socket stays open");
+}
+
+#[tokio::test]
+async fn a_bus_stopped_for_5_seconds_while_edits_deletes_and_a_removal_are_made_leaves_every_socket_with_exactly_the_promised_events()
+ {
+    let mut nats = NatsProcess::start();
+    let app = spawn_deployment_with(Backend::MySql, &nats.url()).await;
+    let (a, b) = (app.base_url.clone(), app.another_gateway().await);
+    let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
+    let chat_id = group(&app, &a, &alice, &[&bob, &carol]).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(send(&app, &a, &alice, chat_id, &format!("m{n}")).await["id"].as_i64().unwrap());
+    }
+    let mut bob_on_a = ChatSocket::connect_ready(&a, chat_id, &bob.token, None).await.unwrap();
+    let mut bob_user_on_b = ChatSocket::connect_user_ready(&b, &bob.token, None).await.unwrap();
+    let mut carol_on_b = ChatSocket::connect_ready(&b, chat_id, &carol.token, None).await.unwrap();
+    let mut carol_user_on_a = ChatSocket::connect_user_ready(&a, &carol.token, None).await.unwrap();
+    for socket in [&mut bob_on_a, &mut bob_user_on_b, &mut carol_on_b, &mut carol_user_on_a] {
+        socket.drain(Duration::from_millis(300)).await; // presence of the others
+    }
+
+    nats.stop();
+    // Made while no service reaches NATS: each is committed with its event in the outbox.
+    let message = |id: i64| format!("/api/v1/messages/{id}");
+    call(&app, &a, &alice, reqwest::Method::PUT, &message(ids[0]), Some(json!({"content": "edited"})), 200).await;
+    call(&app, &a, &alice, reqwest::Method::DELETE, &message(ids[1]), None, 204).await;
+    remove(&app, &a, &alice, chat_id, carol.id).await;
+    let path = format!("/api/v1/chats/{chat_id}");
+    call(&app, &a, &alice, reqwest::Method::PUT, &path, Some(json!({"name": "after the outage"})), 200).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    nats.restart();
+    // Then a message: it comes after all of the above, on every socket still in the chat.
+    let after = loop {
+        let response = post_message(&app, &a, &alice, chat_id, "after").await;
+        if response.status() == 201 {
+            break response.json::<Value>().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (reconnected, quiet) = (Duration::from_secs(20), Duration::from_secs(3));
+
+    let expected = ["message_edited", "message_deleted", "participant_removed", "chat_updated", "new_message"];
+    for (who, socket) in [("bob on A", &mut bob_on_a), ("bob's user socket on B", &mut bob_user_on_b)] {
+        let frames = frames_after(socket, chat_id, reconnected, quiet).await;
+        let frames: Vec<Value> = frames.into_iter().filter(|frame| frame["type"] != "user_left").collect();
+        assert_eq!(kinds(&frames), expected, "{who}: each event once, in order: {frames:?}");
+        assert_eq!(frames[0]["message"]["content"], "edited");
+        assert_eq!(frames[1]["message_id"], ids[1]);
+        assert_eq!(frames[2]["user_id"], carol.id);
+        assert_eq!(frames[4]["message"]["id"], after["id"]);
+    }
+    // Carol's per-chat socket: her removal, then closed with 4403.
+    let removed = carol_on_b.expect("participant_removed", reconnected).await.unwrap();
+    assert_eq!(removed["user_id"], carol.id);
+    assert_eq!(carol_on_b.next_frame(quiet).await, Err(Some(Closed::Code(4403))));
+    // Her user socket: the edit and the delete, her removal, then nothing more of the chat; still open.
+    let frames = frames_after(&mut carol_user_on_a, chat_id, reconnected, quiet).await;
+    let frames: Vec<Value> = frames.into_iter().filter(|frame| frame["type"] != "user_left").collect();
+    assert_eq!(kinds(&frames), ["message_edited", "message_deleted", "participant_removed"], "{frames:?}");
+    carol_user_on_a.send(&json!({"type": "ping"})).await.unwrap();
+    assert!(carol_user_on_a.expect("pong", WAIT).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_killed_replicas_user_sockets_resume_on_the_other_with_an_after_map_every_message_once_per_chat() {
+    let app = spawn_deployment().await;
+    let survivor = app.base_url.clone();
+    let mut doomed = app.gateway_process("doomed");
+    doomed.ready().await;
+    let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
+    let chats =
+        [group(&app, &survivor, &alice, &[&bob, &carol]).await, group(&app, &survivor, &alice, &[&bob, &carol]).await];
+    let mut clients = Vec::new();
+    for user in [&bob, &carol] {
+        clients.push((user, ChatSocket::connect_user_ready(&doomed.base_url, &user.token, None).await.unwrap()));
+    }
+    const EACH: usize = 30;
+    let senders = chats.map(|chat_id| send_paced(&app, &survivor, &alice, chat_id, EACH, Duration::from_millis(10)));
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        doomed.kill();
+    };
+    let readers = clients.into_iter().map(|(user, mut socket)| {
+        let survivor = survivor.clone();
+        async move {
+            let mut received: std::collections::HashMap<i64, Vec<(i64, i64)>> =
+                chats.iter().map(|c| (*c, Vec::new())).collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while received.values().map(Vec::len).sum::<usize>() < 2 * EACH && tokio::time::Instant::now() < deadline {
+                match socket.expect("new_message", Duration::from_secs(5)).await {
+                    Ok(frame) => {
+                        let chat_id = frame["chat_id"].as_i64().unwrap();
+                        let message =
+                            (frame["message"]["id"].as_i64().unwrap(), frame["message"]["seq"].as_i64().unwrap());
+                        received.get_mut(&chat_id).expect("one of the chats").push(message);
+                    }
+                    Err(Some(Closed::Dropped | Closed::Code(_))) => {
+                        // The replica is gone: resume on the other one after the last message seen of each chat.
+                        let after: Vec<String> = received
+                            .iter()
+                            .map(|(chat, got)| format!("{chat}:{}", got.last().map_or(0, |(id, _)| *id)))
+                            .collect();
+                        socket = ChatSocket::connect_user_ready(&survivor, &user.token, Some(&after.join(",")))
+                            .await
+                            .unwrap();
+                    }
+                    Err(None) => break,
+                }
+            }
+            (user.username.clone(), received)
+        }
+    });
+    let (_, _, results) = tokio::join!(futures::future::join_all(senders), killer, futures::future::join_all(readers));
+    for (who, received) in results {
+        for (chat_id, messages) in received {
+            assert_exactly_once_in_order(&messages, EACH, &format!("{who} in chat {chat_id}"));
+        }
+    }
+}

@@ -8,7 +8,9 @@
 //!   the connection was lost — messages, edits, deletes, membership and chat
 //!   changes alike — and handles them like live ones: what it had already
 //!   handled is dropped (by seq, or by event id), the rest is delivered in
-//!   the stream's order before anything newer. Then a backfill, for messages
+//!   the stream's order before anything newer. Events from before the room
+//!   opened are left out (the catch-up starts a little before the outage; the
+//!   room may be younger than that). Then a backfill, for messages
 //!   the stream no longer holds. Typing and presence are not kept: best effort.
 
 use std::time::{Duration, Instant};
@@ -82,7 +84,10 @@ impl Inner {
                 let mut missed = 0;
                 for (event, _trace) in events {
                     match event {
-                        Ok(event) => missed += u64::from(self.handle(room, event).await),
+                        Ok(event) if room.heard_since_open(&event) => {
+                            missed += u64::from(self.handle(room, event).await)
+                        }
+                        Ok(_) => {}
                         Err(error) => {
                             tracing::warn!(%error, chat_id = room.chat_id, "an undecodable event in the stream")
                         }

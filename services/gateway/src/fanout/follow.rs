@@ -24,7 +24,12 @@ use chat_proto::events::{ChatEvent, chat_event::Kind};
 use event_bus::Received;
 use futures::{StreamExt, stream::BoxStream};
 
-use super::{Inner, catchup::CATCH_UP_MARGIN_MS, outbound::SocketHandle, room::Room};
+use super::{
+    Inner,
+    catchup::CATCH_UP_MARGIN_MS,
+    outbound::SocketHandle,
+    room::{self, Room},
+};
 
 /// How many of a new user socket's rooms open at once.
 const OPENING_AT_ONCE: usize = 8;
@@ -41,20 +46,34 @@ impl Inner {
         Ok(())
     }
 
-    /// A membership change of any chat.
-    fn on_membership(self: &Arc<Self>, event: ChatEvent) {
+    /// A membership change of any chat, live or `caught_up` from the stream.
+    fn on_membership(self: &Arc<Self>, event: ChatEvent, caught_up: bool) {
         let chat_id = event.chat_id;
         match &event.kind {
             Some(Kind::ParticipantAdded(change)) => {
-                let followers = self.registry.followers(change.user_id);
+                let mut followers = self.registry.followers(change.user_id);
+                if caught_up {
+                    // Only sockets that were there then and do not follow the chat yet missed it.
+                    followers.retain(|socket| {
+                        socket.connected_at_ms <= event.at_ms && !self.registry.follows(socket, chat_id)
+                    });
+                }
                 if !followers.is_empty() {
                     let inner = self.clone();
-                    tokio::spawn(async move { inner.follow(event, followers).await });
+                    tokio::spawn(async move {
+                        if caught_up {
+                            inner.follow_missed(event, followers).await;
+                        } else {
+                            inner.follow(event, followers).await;
+                        }
+                    });
                 }
             }
             Some(Kind::ParticipantRemoved(change)) => {
                 self.registry.left(change.user_id, chat_id);
-                if let Some(room) = self.registry.room(chat_id) {
+                if let Some(room) = self.registry.room(chat_id)
+                    && (!caught_up || room.heard_since_open(&event))
+                {
                     let inner = self.clone();
                     tokio::spawn(async move { inner.handle(&room, event).await });
                 }
@@ -92,6 +111,26 @@ impl Inner {
         }
         if first_of_user {
             self.came_online(&room, user_id).await;
+        }
+    }
+
+    /// A join the replica missed (it was away from the bus) and caught up on:
+    /// the sockets enter the room and are told of the join themselves — the
+    /// rest of the room heard of it, or has caught up on it, already.
+    async fn follow_missed(&self, event: ChatEvent, followers: Vec<SocketHandle>) {
+        let Some(frame) = event.kind.and_then(|kind| room::frame_of(event.chat_id, event.at_ms, kind)) else { return };
+        let frame: super::Queued = Arc::new(super::Outbound::Frame(frame.to_json().into()));
+        for socket in followers {
+            let (room, first_of_user) = self.registry.enter(event.chat_id, &socket);
+            socket.offer(&frame);
+            if let Err(error) = self.make_live(&room, None).await {
+                tracing::warn!(%error, chat_id = event.chat_id, "cannot open the room of a chat a user joined");
+                self.exit(event.chat_id, &socket).await;
+                continue;
+            }
+            if first_of_user {
+                self.came_online(&room, socket.user_id).await;
+            }
         }
     }
 
@@ -139,7 +178,7 @@ pub(super) async fn membership_loop(hub: Weak<Inner>, mut changes: BoxStream<'st
                 let Some(change) = change else { return };
                 let Some(inner) = hub.upgrade() else { return };
                 match change {
-                    Ok(event) => inner.on_membership(event),
+                    Ok(event) => inner.on_membership(event, false),
                     Err(error) => tracing::warn!(%error, "an undecodable membership event"),
                 }
             }
@@ -151,7 +190,7 @@ pub(super) async fn membership_loop(hub: Weak<Inner>, mut changes: BoxStream<'st
                     Ok(kept) => {
                         for (change, _) in kept.unwrap_or_default() {
                             if let Ok(event) = change {
-                                inner.on_membership(event);
+                                inner.on_membership(event, true);
                             }
                         }
                     }

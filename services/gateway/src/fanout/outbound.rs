@@ -71,6 +71,8 @@ pub struct SocketHandle {
     pub id: u64,
     pub user_id: i64,
     pub kind: SocketKind,
+    /// When it connected (ms since the epoch): what happened before is not news to it.
+    pub connected_at_ms: i64,
     queue: mpsc::Sender<Queued>,
     close: Arc<CloseSignal>,
 }
@@ -87,7 +89,8 @@ impl SocketHandle {
     pub fn new(id: u64, user_id: i64, kind: SocketKind, capacity: usize) -> (Self, Registration) {
         let (queue, receiver) = mpsc::channel(capacity);
         let close = Arc::new(CloseSignal::default());
-        let handle = Self { id, user_id, kind, queue, close: close.clone() };
+        let connected_at_ms = event_bus::now_ms();
+        let handle = Self { id, user_id, kind, connected_at_ms, queue, close: close.clone() };
         (handle, Registration { socket_id: id, queue: receiver, close })
     }
 

@@ -9,7 +9,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicI64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -58,6 +61,9 @@ pub struct Room {
     pub live: tokio::sync::OnceCell<()>,
     /// Told once the room is retired: its task ends.
     retired: Notify,
+    /// When the room started to listen (ms since the epoch): a catch-up
+    /// leaves out what happened before (history, as for the baseline).
+    opened_at_ms: AtomicI64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -74,7 +80,14 @@ impl Room {
             typing: Mutex::default(),
             live: tokio::sync::OnceCell::new(),
             retired: Notify::new(),
+            opened_at_ms: AtomicI64::new(i64::MAX),
         }
+    }
+
+    /// Whether an event happened while the room listened (a catch-up's events
+    /// from before are history to it).
+    pub fn heard_since_open(&self, event: &ChatEvent) -> bool {
+        event.at_ms >= self.opened_at_ms.load(Ordering::Relaxed)
     }
 
     /// Lets a socket in; whether it is its user's first here.
@@ -198,7 +211,7 @@ impl Room {
 }
 
 /// The frame a chat event becomes (`new_message`s go through the sequencer instead).
-fn frame_of(chat_id: i64, at_ms: i64, kind: Kind) -> Option<ServerFrame> {
+pub fn frame_of(chat_id: i64, at_ms: i64, kind: Kind) -> Option<ServerFrame> {
     let timestamp = timestamp(at_ms);
     Some(match kind {
         Kind::NewMessage(_) => return None,
@@ -232,6 +245,7 @@ impl Inner {
     /// Subscribes a new room to the chat, takes its baseline, handles `first`
     /// (the event that made the room, if one did) and starts its task.
     pub(super) async fn open(&self, room: &Arc<Room>, first: Option<ChatEvent>) -> anyhow::Result<()> {
+        room.opened_at_ms.store(now_ms(), Ordering::Relaxed);
         let traffic = self.subjects.subscribe_chat(self.bus.as_ref(), room.chat_id).await?;
         let _ = self.bus.flush().await;
         // The baseline, before the first socket counts as live: what was sent
