@@ -73,8 +73,9 @@ const PUBLIC_PATHS: &[&str] =
         (name = "users", description = "Registration, login, profiles, search"),
         (name = "chats", description = "Direct and group chats, participants, admins"),
         (name = "messages", description = "Sending, history, edits, deletes"),
-        (name = "websocket", description = "Live delivery: `GET /api/v1/ws/{chat_id}?token=JWT[&after=ID]` \
-            (WebSocket, see the README), presence and connection stats"),
+        (name = "websocket", description = "Live delivery: `GET /api/v1/ws?token=JWT[&after=CHAT:ID,…]` \
+            (one WebSocket for every chat of the user) and `GET /api/v1/ws/{chat_id}?token=JWT[&after=ID]` \
+            (one chat's), see the README; presence and connection stats"),
     )
 )]
 pub struct ApiDoc;

@@ -1,15 +1,113 @@
 //! The user socket, `GET /api/v1/ws` (API.md "One connection per client"),
 //! and the `chat_updated` / `participant_updated` frames on both kinds of
-//! socket: one test per promise of the contract, on a deployment with real
-//! MariaDB and NATS (JetStream).
+//! socket: one scenario per promise of the contract, each run twice — on
+//! the distributed deployment (real MariaDB and NATS with JetStream) and on
+//! the standalone `chat-server` binary (SQLite, the in-process bus).
 
 use std::time::Duration;
 
 use chat_tests::{
-    TestDeployment, TestUser, spawn_deployment,
+    ServiceProcess, TestDeployment, TestUser, free_port, spawn_deployment,
     ws::{ChatSocket, Closed},
 };
 use serde_json::{Value, json};
+
+/// A server to test: the distributed deployment or the standalone binary.
+struct Target {
+    base_url: String,
+    http: reqwest::Client,
+    _deployment: Option<TestDeployment>,
+    _standalone: Option<(ServiceProcess, TempDir)>,
+}
+
+/// A data directory, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Target {
+    async fn distributed() -> Self {
+        let app = spawn_deployment().await;
+        Self { base_url: app.base_url.clone(), http: app.http.clone(), _deployment: Some(app), _standalone: None }
+    }
+
+    async fn standalone() -> Self {
+        let port = free_port();
+        let data = TempDir(std::env::temp_dir().join(format!("chat-user-socket-{}-{port}", std::process::id())));
+        let variables = [
+            ("DATA_DIR", data.0.display().to_string()),
+            ("HOST", "127.0.0.1".to_owned()),
+            ("PORT", port.to_string()),
+            ("METRICS_ADDR", "off".to_owned()),
+            ("MESSAGE_RATE_PER_SECOND", "0".to_owned()),
+            ("REGISTRATIONS_PER_MINUTE", "0".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ];
+        let server = ServiceProcess::spawn("chat-server", &variables, format!("http://127.0.0.1:{port}"));
+        server.ready().await;
+        Self {
+            base_url: server.base_url.clone(),
+            http: reqwest::Client::new(),
+            _deployment: None,
+            _standalone: Some((server, data)),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Registers and logs in a user whose name starts with `prefix`.
+    async fn user(&self, prefix: &str) -> TestUser {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let username = format!("{prefix}_{n}_{}", std::process::id());
+        let (email, password) = (format!("{username}@example.com"), "password-123".to_owned());
+        let body = json!({"username": username, "email": email, "password": password});
+        let response = self.http.post(self.url("/api/v1/users/register")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+        let login = json!({"username": username, "password": password});
+        let token: Value =
+            self.http.post(self.url("/api/v1/users/login")).json(&login).send().await.unwrap().json().await.unwrap();
+        let token = token["access_token"].as_str().unwrap().to_owned();
+        TestUser { id, username, email, password, token }
+    }
+}
+
+/// Each scenario as two tests: `<scenario>::distributed` and `<scenario>::standalone`.
+macro_rules! on_both {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn distributed() {
+                super::$scenario(&super::Target::distributed().await).await;
+            }
+
+            #[tokio::test]
+            async fn standalone() {
+                super::$scenario(&super::Target::standalone().await).await;
+            }
+        }
+    )*};
+}
+
+on_both!(
+    a_user_socket_carries_every_frame_a_per_chat_socket_gets_for_each_chat_of_its_user,
+    a_joined_chat_is_carried_within_a_second_beginning_with_the_participant_added_about_the_user,
+    a_new_chat_s_first_frame_on_a_user_socket_is_the_one_about_its_user,
+    after_a_removal_or_a_leave_nothing_more_of_the_chat_comes_and_the_socket_stays_open,
+    client_frames_need_a_chat_id_of_the_user_s_but_ping,
+    after_replays_each_listed_chat_then_goes_live_with_no_gap_and_no_duplicate,
+    a_malformed_after_closes_with_1008_and_an_empty_one_is_none,
+    a_user_socket_is_a_live_connection_to_each_chat_for_presence_and_stats,
+    renames_and_admin_changes_reach_both_kinds_of_socket,
+    a_message_sent_right_after_a_join_follows_the_join_s_frame,
+);
 
 const WAIT: Duration = Duration::from_secs(5);
 /// API.md: a joined chat is carried "within a second".
@@ -19,7 +117,7 @@ const QUIET: Duration = Duration::from_millis(700);
 
 /// The REST calls these tests make, as one user or another.
 struct Rest<'a> {
-    app: &'a TestDeployment,
+    app: &'a Target,
 }
 
 impl Rest<'_> {
@@ -99,10 +197,8 @@ fn kinds(frames: &[Value]) -> Vec<String> {
     frames.iter().map(|frame| frame["type"].as_str().unwrap_or_default().to_owned()).collect()
 }
 
-#[tokio::test]
-async fn a_user_socket_carries_every_frame_a_per_chat_socket_gets_for_each_chat_of_its_user() {
-    let app = spawn_deployment().await;
-    let rest = Rest { app: &app };
+async fn a_user_socket_carries_every_frame_a_per_chat_socket_gets_for_each_chat_of_its_user(app: &Target) {
+    let rest = Rest { app };
     let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
     let first = rest.group(&bob, &[&alice]).await;
     let second = rest.direct(&carol, &alice).await;
@@ -137,10 +233,8 @@ async fn a_user_socket_carries_every_frame_a_per_chat_socket_gets_for_each_chat_
     assert!(events_of(&heard, not_hers).is_empty(), "a chat she is not in");
 }
 
-#[tokio::test]
-async fn a_joined_chat_is_carried_within_a_second_beginning_with_the_participant_added_about_the_user() {
-    let app = spawn_deployment().await;
-    let rest = Rest { app: &app };
+async fn a_joined_chat_is_carried_within_a_second_beginning_with_the_participant_added_about_the_user(app: &Target) {
+    let rest = Rest { app };
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
     let existing = rest.group(&bob, &[]).await;
     let mut socket = ChatSocket::connect_user_ready(&app.base_url, &alice.token, None).await.unwrap();
@@ -172,10 +266,8 @@ async fn a_joined_chat_is_carried_within_a_second_beginning_with_the_participant
     assert_eq!(socket.expect_in("new_message", direct, WAIT).await.unwrap()["message"]["content"], "welcome back");
 }
 
-#[tokio::test]
-async fn a_new_chat_s_first_frame_on_a_user_socket_is_the_one_about_its_user() {
-    let app = spawn_deployment().await;
-    let rest = Rest { app: &app };
+async fn a_new_chat_s_first_frame_on_a_user_socket_is_the_one_about_its_user(app: &Target) {
+    let rest = Rest { app };
     let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
     let mut socket = ChatSocket::connect_user_ready(&app.base_url, &alice.token, None).await.unwrap();
     // bob and carol are announced before her: those frames go to the chat's sockets of the time.
@@ -187,10 +279,8 @@ async fn a_new_chat_s_first_frame_on_a_user_socket_is_the_one_about_its_user() {
     assert_eq!(of_chat[0]["user_id"], alice.id);
 }
 
-#[tokio::test]
-async fn after_a_removal_or_a_leave_nothing_more_of_the_chat_comes_and_the_socket_stays_open() {
-    let app = spawn_deployment().await;
-    let rest = Rest { app: &app };
+async fn after_a_removal_or_a_leave_nothing_more_of_the_chat_comes_and_the_socket_stays_open(app: &Target) {
+    let rest = Rest { app };
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
     let removed_from = rest.group(&bob, &[&alice]).await;
     let left = rest.group(&bob, &[&alice]).await;
@@ -222,10 +312,8 @@ async fn after_a_removal_or_a_leave_nothing_more_of_the_chat_comes_and_the_socke
     assert_eq!((refused["code"].as_str(), refused["client_msg_id"].as_str()), (Some("forbidden"), Some("k")));
 }
 
-#[tokio::test]
-async fn client_frames_need_a_chat_id_of_the_user_s_but_ping() {
-    let app = spawn_deployment().await;
-    let rest = Rest { app: &app };
+async fn client_frames_need_a_chat_id_of_the_user_s_but_ping(app: &Target) {
+    let rest = Rest { app };
     let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
     let chat_id = rest.group(&alice, &[&bob]).await;
     let other = rest.group(&bob, &[&carol]).await;
@@ -265,10 +353,8 @@ async fn client_frames_need_a_chat_id_of_the_user_s_but_ping() {
     assert_eq!(bobs.expect("new_message", WAIT).await.unwrap()["message"]["id"], echoed["message"]["id"]);
 }
 
-#[tokio::test]
-async fn after_replays_each_listed_chat_then_goes_live_with_no_gap_and_no_duplicate() {
-    let app = spawn_deployment().await;
-    let rest = Rest { app: &app };
+async fn after_replays_each_listed_chat_then_goes_live_with_no_gap_and_no_duplicate(app: &Target) {
+    let rest = Rest { app };
     let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
     let (listed, also_listed, unlisted) =
         (rest.group(&bob, &[&alice]).await, rest.group(&bob, &[&alice]).await, rest.group(&bob, &[&alice]).await);
@@ -312,10 +398,8 @@ async fn after_replays_each_listed_chat_then_goes_live_with_no_gap_and_no_duplic
     assert!(events_of(&frames, not_hers).is_empty(), "a listed chat she is not in is ignored");
 }
 
-#[tokio::test]
-async fn a_malformed_after_closes_with_1008_and_an_empty_one_is_none() {
-    let app = spawn_deployment().await;
-    let rest = Rest { app: &app };
+async fn a_malformed_after_closes_with_1008_and_an_empty_one_is_none(app: &Target) {
+    let rest = Rest { app };
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
     let chat_id = rest.group(&bob, &[&alice]).await;
     let five_hundred_one = (1..=501).map(|chat| format!("{chat}:0")).collect::<Vec<_>>().join(",");
@@ -334,10 +418,8 @@ async fn a_malformed_after_closes_with_1008_and_an_empty_one_is_none() {
     assert_eq!(refused.next_frame(WAIT).await, Err(Some(Closed::Code(4401))));
 }
 
-#[tokio::test]
-async fn a_user_socket_is_a_live_connection_to_each_chat_for_presence_and_stats() {
-    let app = spawn_deployment().await;
-    let rest = Rest { app: &app };
+async fn a_user_socket_is_a_live_connection_to_each_chat_for_presence_and_stats(app: &Target) {
+    let rest = Rest { app };
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
     let (first, second) = (rest.group(&bob, &[&alice]).await, rest.group(&bob, &[&alice]).await);
     let later = rest.group(&bob, &[]).await;
@@ -376,10 +458,8 @@ async fn a_user_socket_is_a_live_connection_to_each_chat_for_presence_and_stats(
     assert_eq!(watchers[2].expect("user_left", WAIT).await.unwrap()["user_id"], alice.id);
 }
 
-#[tokio::test]
-async fn renames_and_admin_changes_reach_both_kinds_of_socket() {
-    let app = spawn_deployment().await;
-    let rest = Rest { app: &app };
+async fn renames_and_admin_changes_reach_both_kinds_of_socket(app: &Target) {
+    let rest = Rest { app };
     let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
     let chat_id = rest.group(&bob, &[&alice, &carol]).await;
     let mut user_socket = ChatSocket::connect_user_ready(&app.base_url, &alice.token, None).await.unwrap();
@@ -419,4 +499,22 @@ async fn renames_and_admin_changes_reach_both_kinds_of_socket() {
     let (_, participants) = rest.call(reqwest::Method::GET, &format!("{path}/participants"), &carol, None).await;
     let admin_now = participants.as_array().unwrap().iter().find(|p| p["is_admin"] == true).unwrap()["user_id"].clone();
     assert_eq!(successor["user_id"], admin_now, "the member who is admin now");
+}
+
+async fn a_message_sent_right_after_a_join_follows_the_join_s_frame(app: &Target) {
+    let rest = Rest { app };
+    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
+    let chats: Vec<i64> = futures::future::join_all((0..10).map(|_| rest.group(&bob, &[]))).await;
+    let mut socket = ChatSocket::connect_user_ready(&app.base_url, &alice.token, None).await.unwrap();
+    // Each send goes out the moment the add is answered: the room that the
+    // join opens on the gateway may still be opening.
+    for chat_id in &chats {
+        rest.add(&bob, *chat_id, &alice).await;
+        rest.send(&bob, *chat_id, "right after").await;
+    }
+    let frames = socket.drain(QUIET * 2).await;
+    for chat_id in chats {
+        let of_chat = events_of(&frames, chat_id);
+        assert_eq!(kinds(&of_chat), ["participant_added", "new_message"], "chat {chat_id}: {of_chat:?}");
+    }
 }

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use chat_proto::messages::{GetHistoryRequest, get_history_request::Cursor};
+use chat_proto::messages::{self, GetHistoryRequest, get_history_request::Cursor};
 
 use super::{Inner, room::Room};
 use crate::metrics::METRICS;
@@ -41,6 +41,26 @@ impl Inner {
                 tracing::warn!(chat_id = room.chat_id, code = ?status.code(), "no history baseline; taking the bus as it comes")
             }
         }
+    }
+
+    /// The starting point of a room that a join opened: the chat's last
+    /// message from before `joined_at_ms`; the messages after it (sent while
+    /// the room opened) are returned, to deliver after the join's frame.
+    /// (Message and join times come from two services' clocks.)
+    pub(super) async fn baseline_before(&self, room: &Room, joined_at_ms: i64) -> Vec<messages::Message> {
+        let request = GetHistoryRequest { chat_id: room.chat_id, limit: 100, cursor: None };
+        let newest = tokio::time::timeout(BASELINE_WAIT, self.messages.clone().get_history(request)).await;
+        let page = match newest.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("baseline"))) {
+            Ok(page) => page.into_inner(),
+            Err(status) => {
+                tracing::warn!(chat_id = room.chat_id, code = ?status.code(), "no history baseline; taking the bus as it comes");
+                return Vec::new();
+            }
+        };
+        let (before, since_join) = split_at_join(page.messages, page.has_more, joined_at_ms);
+        let mut state = room.state.lock().await;
+        state.order.baseline(before);
+        state.order.backfilled(since_join)
     }
 
     /// Fetches the messages after the last one the room delivered.
@@ -105,5 +125,60 @@ impl Inner {
         };
         self.backfill(room).await;
         caught_up
+    }
+}
+
+/// A page of the chat's newest messages (oldest first) cut at a join: the
+/// `(id, seq)` to start after — the last message from before the join — and
+/// the messages from the join on. `None` when no message precedes the join
+/// (a chat with no history before it: every message counts).
+fn split_at_join(
+    mut page: Vec<messages::Message>,
+    has_more: bool,
+    joined_at_ms: i64,
+) -> (Option<(i64, i64)>, Vec<messages::Message>) {
+    let split = page.partition_point(|message| message.timestamp_ms < joined_at_ms);
+    let since_join = page.split_off(split);
+    let before = match (page.last(), since_join.first()) {
+        (Some(last), _) => Some((last.id, last.seq)),
+        // Older messages exist but the whole page is newer than the join: start right before it.
+        (None, Some(first)) if has_more => Some((first.id - 1, first.seq - 1)),
+        (None, _) => None,
+    };
+    (before, since_join)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(times: &[i64]) -> Vec<messages::Message> {
+        let at = |n: usize| messages::Message {
+            id: 10 * (n as i64 + 1),
+            seq: n as i64 + 1,
+            timestamp_ms: times[n],
+            ..Default::default()
+        };
+        (0..times.len()).map(at).collect()
+    }
+
+    /// (message times, more before the page, join time, start after, ids delivered after the join's frame)
+    type Case = (&'static [i64], bool, i64, Option<(i64, i64)>, &'static [i64]);
+
+    #[test]
+    fn a_room_opened_by_a_join_starts_at_the_last_message_before_it() {
+        let table: &[Case] = &[
+            (&[100, 200, 300], false, 250, Some((20, 2)), &[30]),
+            (&[100, 200, 300], false, 400, Some((30, 3)), &[]),
+            (&[100, 200, 300], false, 200, Some((10, 1)), &[20, 30]), // a message at the join's time counts after it
+            (&[100, 200, 300], false, 50, None, &[10, 20, 30]),       // the whole chat is newer
+            (&[100, 200, 300], true, 50, Some((9, 0)), &[10, 20, 30]), // older ones exist: right before the page
+            (&[], false, 50, None, &[]),
+        ];
+        for (times, has_more, joined_at, before, after) in table {
+            let (start, since) = split_at_join(page(times), *has_more, *joined_at);
+            let ids: Vec<i64> = since.iter().map(|message| message.id).collect();
+            assert_eq!((start, ids.as_slice()), (*before, *after), "{times:?} {has_more} {joined_at}");
+        }
     }
 }

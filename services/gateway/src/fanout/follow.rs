@@ -118,14 +118,19 @@ impl Inner {
     /// the sockets enter the room and are told of the join themselves — the
     /// rest of the room heard of it, or has caught up on it, already.
     async fn follow_missed(&self, event: ChatEvent, followers: Vec<SocketHandle>) {
-        let Some(frame) = event.kind.and_then(|kind| room::frame_of(event.chat_id, event.at_ms, kind)) else { return };
+        let chat_id = event.chat_id;
+        if self.registry.room(chat_id).is_none_or(|room| !room.live.initialized()) {
+            // No room here yet: one opened for them starts at the join, as for a live one.
+            return self.follow(event, followers).await;
+        }
+        let Some(frame) = event.kind.and_then(|kind| room::frame_of(chat_id, event.at_ms, kind)) else { return };
         let frame: super::Queued = Arc::new(super::Outbound::Frame(frame.to_json().into()));
         for socket in followers {
-            let (room, first_of_user) = self.registry.enter(event.chat_id, &socket);
+            let (room, first_of_user) = self.registry.enter(chat_id, &socket);
             socket.offer(&frame);
             if let Err(error) = self.make_live(&room, None).await {
-                tracing::warn!(%error, chat_id = event.chat_id, "cannot open the room of a chat a user joined");
-                self.exit(event.chat_id, &socket).await;
+                tracing::warn!(%error, chat_id, "cannot open the room of a chat a user joined");
+                self.exit(chat_id, &socket).await;
                 continue;
             }
             if first_of_user {

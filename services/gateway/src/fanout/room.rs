@@ -250,11 +250,20 @@ impl Inner {
         let _ = self.bus.flush().await;
         // The baseline, before the first socket counts as live: what was sent
         // until now is history (a client asks for it with `after`), what comes
-        // later is delivered.
-        self.baseline(room).await;
+        // later is delivered. A room that a join opened starts at the join
+        // instead: what was sent while it opened follows the join's frame.
+        let joined_at = first.as_ref().filter(|event| matches!(event.kind, Some(Kind::ParticipantAdded(_))));
+        let since_join = match joined_at {
+            Some(join) => self.baseline_before(room, join.at_ms).await,
+            None => {
+                self.baseline(room).await;
+                Vec::new()
+            }
+        };
         if let Some(first) = first {
             self.handle(room, first).await;
         }
+        room.deliver(since_join);
         let hub = self.weak.clone();
         tokio::spawn(room_loop(hub, room.clone(), traffic));
         Ok(())
