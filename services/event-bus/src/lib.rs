@@ -18,7 +18,7 @@ use telemetry::propagation::TracePairs;
 
 pub use local::LocalBus;
 pub use nats::{NatsBus, NatsCredentials};
-pub use topic::{ChatTraffic, Received, Topic};
+pub use topic::{ChatTraffic, Received, Replayed, Topic};
 
 /// The default subject prefix (`NATS_SUBJECT_PREFIX`).
 pub const DEFAULT_PREFIX: &str = "chat";
@@ -48,6 +48,9 @@ pub struct Envelope {
 /// What a pattern subscription yields.
 pub type EnvelopeStream = BoxStream<'static, Envelope>;
 
+/// What a replay yields: the kept payloads, oldest first, to the newest at the time.
+pub type ReplayStream = BoxStream<'static, Result<Envelope, BusError>>;
+
 /// Publish/subscribe on subjects, at most once (like core NATS).
 #[tonic::async_trait]
 pub trait Bus: Send + Sync + 'static {
@@ -65,10 +68,11 @@ pub trait Bus: Send + Sync + 'static {
     /// Every payload published on a subject that `pattern` matches (its last
     /// token may be `*`), with its subject: one subscription for several subjects.
     async fn subscribe_all(&self, pattern: String) -> Result<EnvelopeStream, BusError>;
-    /// What the stream `stream` (JetStream) kept of `subject` since `since_ms`,
-    /// oldest first, up to its newest event now; `None` for a bus that keeps
-    /// nothing (and cannot lose a live payload either: the in-process bus).
-    async fn replay(&self, stream: String, subject: String, since_ms: i64) -> Result<Option<Vec<Envelope>>, BusError> {
+    /// What the stream `stream` (JetStream) kept of `subject` (wildcards
+    /// allowed) since `since_ms`, oldest first, up to its newest payload now;
+    /// `None` for a bus that keeps nothing (and cannot lose a live payload
+    /// either: the in-process bus).
+    async fn replay(&self, stream: String, subject: String, since_ms: i64) -> Result<Option<ReplayStream>, BusError> {
         let _ = (stream, subject, since_ms);
         Ok(None)
     }
@@ -143,6 +147,11 @@ impl Subjects {
     /// for services that cache memberships.
     pub fn membership(&self) -> String {
         format!("{}.membership", self.prefix)
+    }
+
+    /// Every chat's events subject (a pattern).
+    pub fn all_chat_events(&self) -> String {
+        format!("{}.chat.*.events", self.prefix)
     }
 
     /// Every subject of one chat (events, typing, presence): a gateway room's one subscription.

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use telemetry::propagation::TracePairs;
 
-use crate::{Bus, BusError, Envelope, EnvelopeStream, Subscription, TracedSubscription};
+use crate::{Bus, BusError, Envelope, EnvelopeStream, ReplayStream, Subscription, TracedSubscription};
 
 /// How long a replay waits for the next event the stream still holds.
 const REPLAY_WAIT: Duration = Duration::from_secs(5);
@@ -190,47 +190,45 @@ impl Bus for NatsBus {
             .boxed())
     }
 
-    async fn replay(&self, stream: String, subject: String, since_ms: i64) -> Result<Option<Vec<Envelope>>, BusError> {
-        use async_nats::jetstream::{self, consumer, stream::LastRawMessageErrorKind};
+    async fn replay(&self, stream: String, subject: String, since_ms: i64) -> Result<Option<ReplayStream>, BusError> {
+        use async_nats::jetstream::{self, consumer};
         let jetstream = jetstream::new(self.client.clone());
         let stream = jetstream.get_stream(&stream).await.map_err(unavailable)?;
-        // Nothing newer than `since` in the stream: nothing to read (and no consumer made).
-        let newest = match stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(newest) => newest,
-            Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(Some(Vec::new())),
-            Err(error) => return Err(unavailable(error)),
-        };
         let since =
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(since_ms) * 1_000_000).map_err(unavailable)?;
-        if newest.time < since {
-            return Ok(Some(Vec::new()));
-        }
         let config = consumer::pull::OrderedConfig {
             filter_subject: subject,
             deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: since },
             ..Default::default()
         };
         let consumer = stream.create_consumer(config).await.map_err(unavailable)?;
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
-        let mut replayed = Vec::new();
-        // Up to the newest event at the time (`pending` 0): at least the one seen above.
-        loop {
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(Some(futures::stream::empty().boxed()));
+        }
+        let messages = consumer.messages().await.map_err(unavailable)?;
+        // Up to the newest event at the time: the one with nothing pending after it.
+        let replay = futures::stream::unfold(Some(messages), |messages| async move {
+            let mut messages = messages?;
             let message = match tokio::time::timeout(REPLAY_WAIT, messages.next()).await {
                 Ok(Some(Ok(message))) => message,
-                Ok(Some(Err(error))) => return Err(unavailable(error)),
-                Ok(None) | Err(_) => return Err(unavailable("the stream stopped before its newest event")),
+                Ok(Some(Err(error))) => return Some((Err(unavailable(error)), None)),
+                Ok(None) | Err(_) => {
+                    return Some((Err(unavailable("the stream stopped before its newest event")), None));
+                }
             };
-            let pending = message.info().map_err(unavailable)?.pending;
+            let pending = match message.info() {
+                Ok(info) => info.pending,
+                Err(error) => return Some((Err(unavailable(error)), None)),
+            };
             let message = message.message;
-            replayed.push(Envelope {
+            let envelope = Envelope {
                 subject: message.subject.as_str().into(),
                 trace: trace_of(message.headers.as_ref()),
                 payload: message.payload,
-            });
-            if pending == 0 {
-                return Ok(Some(replayed));
-            }
-        }
+            };
+            Some((Ok(envelope), (pending > 0).then_some(messages)))
+        });
+        Ok(Some(replay.boxed()))
     }
 
     fn lost_at_ms(&self) -> i64 {

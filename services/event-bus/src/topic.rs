@@ -14,6 +14,9 @@ use crate::{Bus, BusError, Subjects};
 /// What a subscription yields: a payload of the topic's type, or why it was not one.
 pub type Received<M> = Result<M, prost::DecodeError>;
 
+/// What a replay yields: each kept payload decoded, until the stream cannot be read.
+pub type Replayed<M> = BoxStream<'static, Result<Received<M>, BusError>>;
+
 /// A subject whose payloads are `M`s.
 pub struct Topic<M> {
     subject: String,
@@ -51,17 +54,12 @@ impl<M: Message + Default + Send + 'static> Topic<M> {
         Ok(bus.subscribe(self.subject.clone()).await?.map(M::decode).boxed())
     }
 
-    /// What the stream `stream` kept of this topic since `since_ms`, oldest
-    /// first, with trace contexts; `None` when the bus keeps nothing (see [`Bus::replay`]).
-    pub async fn replay(
-        &self,
-        bus: &dyn Bus,
-        stream: String,
-        since_ms: i64,
-    ) -> Result<Option<Vec<(Received<M>, TracePairs)>>, BusError> {
+    /// What the stream `stream` kept of this topic (its subject may be a
+    /// pattern) since `since_ms`, oldest first, decoded; `None` when the bus
+    /// keeps nothing (see [`Bus::replay`]).
+    pub async fn replay(&self, bus: &dyn Bus, stream: String, since_ms: i64) -> Result<Option<Replayed<M>>, BusError> {
         let replayed = bus.replay(stream, self.subject.clone(), since_ms).await?;
-        Ok(replayed
-            .map(|kept| kept.into_iter().map(|envelope| (M::decode(envelope.payload), envelope.trace)).collect()))
+        Ok(replayed.map(|kept| kept.map(|envelope| envelope.map(|envelope| M::decode(envelope.payload))).boxed()))
     }
 
     /// [`Topic::subscribe`], with each message's trace context.
@@ -108,17 +106,6 @@ impl Subjects {
         let all = bus.subscribe_all(self.chat_all(chat_id)).await?;
         Ok(all.filter_map(|envelope| std::future::ready(ChatTraffic::of(envelope))).boxed())
     }
-
-    /// The chat's events that the events stream kept since `since_ms`, oldest
-    /// first; `None` when the bus keeps none (see [`Bus::replay`]).
-    pub async fn replay_chat_events(
-        &self,
-        bus: &dyn Bus,
-        chat_id: i64,
-        since_ms: i64,
-    ) -> Result<Option<Vec<(Received<ChatEvent>, TracePairs)>>, BusError> {
-        self.events_topic(chat_id).replay(bus, self.events_stream(), since_ms).await
-    }
 }
 
 /// The typed topics of a deployment.
@@ -136,6 +123,11 @@ impl Subjects {
     /// A chat's presence changes, per gateway replica.
     pub fn presence_topic(&self, chat_id: i64) -> Topic<PresenceEvent> {
         Topic::new(self.presence(chat_id))
+    }
+
+    /// Every chat's events (a pattern: for replays).
+    pub fn all_chat_events_topic(&self) -> Topic<ChatEvent> {
+        Topic::new(self.all_chat_events())
     }
 
     /// Every chat's membership changes, for membership caches.
@@ -194,9 +186,7 @@ mod tests {
         assert!(matches!(chat.next().await, Some(ChatTraffic::Typing(Ok(got))) if got == typing));
         assert!(matches!(chat.next().await, Some(ChatTraffic::Presence(Ok(got))) if got == presence));
         assert!(matches!(chat.next().await, Some(ChatTraffic::Event(Ok(got), _)) if got == event));
-        assert!(
-            subjects.replay_chat_events(bus.as_ref(), 7, 0).await.unwrap().is_none(),
-            "the in-process bus keeps nothing to replay"
-        );
+        let replay = subjects.all_chat_events_topic().replay(bus.as_ref(), subjects.events_stream(), 0).await;
+        assert!(replay.unwrap().is_none(), "the in-process bus keeps nothing to replay");
     }
 }

@@ -3,22 +3,78 @@
 //! - **Baseline**: a new room starts after the chat's newest message; what
 //!   was sent before is history (a client asks for it with `after`).
 //! - **Backfill**: messages behind a gap in `seq` come from message-store.
-//! - **Catch-up**: after the bus reconnects, the room reads every event of
-//!   its chat that the events stream (JetStream) kept since shortly before
-//!   the connection was lost — messages, edits, deletes, membership and chat
-//!   changes alike — and handles them like live ones: what it had already
-//!   handled is dropped (by seq, or by event id), the rest is delivered in
-//!   the stream's order before anything newer. Events from before the room
+//! - **Catch-up**: after the bus reconnects, the replica reads the events
+//!   stream (JetStream) once — every chat's events since shortly before the
+//!   connection was lost, kept for the chats with a room here — and each room
+//!   handles its share like live events — messages, edits, deletes,
+//!   membership and chat changes alike: what it had already handled is
+//!   dropped (by seq, or by event id), the rest is delivered in the stream's
+//!   order before anything newer (the room waits for the read before it
+//!   takes its next live event). One read per replica, not per room: a
+//!   replica with thousands of rooms makes one consumer, not thousands. Events from before the room
 //!   opened are left out (the catch-up starts a little before the outage; the
 //!   room may be younger than that). Then a backfill, for messages
 //!   the stream no longer holds. Typing and presence are not kept: best effort.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Weak},
+    time::{Duration, Instant},
+};
 
-use chat_proto::messages::{self, GetHistoryRequest, get_history_request::Cursor};
+use chat_proto::{
+    events::ChatEvent,
+    messages::{self, GetHistoryRequest, get_history_request::Cursor},
+};
+use event_bus::BusError;
+use futures::StreamExt;
 
 use super::{Inner, room::Room};
 use crate::metrics::METRICS;
+
+/// How long a room waits for the replica's catch-up before it goes on with a backfill alone.
+const RECOVERY_WAIT: Duration = Duration::from_secs(30);
+/// How often, and how long apart, the replica tries to read the stream after a reconnection.
+const READ_ATTEMPTS: u32 = 5;
+const READ_RETRY: Duration = Duration::from_secs(1);
+
+/// What the replica caught up on after a reconnection of its bus.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// The reconnection it follows (the bus's count).
+    pub generation: u64,
+    /// Per chat with a room here: the events the stream kept since shortly
+    /// before the connection was lost, oldest first (none when it could not be read).
+    pub events: HashMap<i64, Vec<ChatEvent>>,
+}
+
+/// Reads the stream once per reconnection, for every room at once.
+pub(super) async fn recovery_loop(hub: Weak<Inner>) {
+    let Some(mut reconnections) = hub.upgrade().and_then(|inner| inner.bus.reconnections()) else { return };
+    while reconnections.changed().await.is_ok() {
+        let generation = *reconnections.borrow_and_update();
+        let Some(inner) = hub.upgrade() else { return };
+        let since_ms = inner.bus.lost_at_ms() - CATCH_UP_MARGIN_MS;
+        let mut events = HashMap::new();
+        for attempt in 1..=READ_ATTEMPTS {
+            match inner.read_stream_since(since_ms).await {
+                Ok(read) => {
+                    METRICS.ws_catch_ups.inc();
+                    events = read;
+                    break;
+                }
+                Err(error) if attempt < READ_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, "cannot read the events stream; trying again");
+                    tokio::time::sleep(READ_RETRY).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the events stream: rooms backfill messages only");
+                }
+            }
+        }
+        inner.recovered.send_replace(Arc::new(Recovery { generation, events }));
+    }
+}
 
 /// How long a new room waits for the chat's newest message.
 const BASELINE_WAIT: Duration = Duration::from_secs(2);
@@ -93,38 +149,48 @@ impl Inner {
         room.deliver(state.order.drain(Instant::now()));
     }
 
-    /// After the bus was away: the catch-up from the stream, then a backfill.
-    /// False when the stream could not be read (the room tries again shortly).
-    pub(super) async fn recover(&self, room: &std::sync::Arc<Room>) -> bool {
-        let since_ms = self.bus.lost_at_ms() - CATCH_UP_MARGIN_MS;
-        let replayed = self.subjects.replay_chat_events(self.bus.as_ref(), room.chat_id, since_ms).await;
-        let caught_up = match replayed {
-            Ok(Some(events)) => {
-                METRICS.ws_catch_ups.inc();
-                let mut missed = 0;
-                for (event, _trace) in events {
-                    match event {
-                        Ok(event) if room.heard_since_open(&event) => {
-                            missed += u64::from(self.handle(room, event).await)
-                        }
-                        Ok(_) => {}
-                        Err(error) => {
-                            tracing::warn!(%error, chat_id = room.chat_id, "an undecodable event in the stream")
-                        }
-                    }
+    /// Every chat's events since `since_ms`, kept for the chats with a room here.
+    async fn read_stream_since(&self, since_ms: i64) -> Result<HashMap<i64, Vec<ChatEvent>>, BusError> {
+        let topic = self.subjects.all_chat_events_topic();
+        let mut events: HashMap<i64, Vec<ChatEvent>> = HashMap::new();
+        let Some(mut replay) = topic.replay(self.bus.as_ref(), self.subjects.events_stream(), since_ms).await? else {
+            return Ok(events);
+        };
+        while let Some(kept) = replay.next().await {
+            match kept? {
+                Ok(event) if self.registry.room(event.chat_id).is_some() => {
+                    events.entry(event.chat_id).or_default().push(event);
                 }
-                METRICS.ws_caught_up_events.inc_by(missed);
-                true
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "an undecodable event in the stream"),
             }
-            // A bus that keeps nothing cannot have lost anything either.
-            Ok(None) => true,
-            Err(error) => {
-                tracing::warn!(%error, chat_id = room.chat_id, "cannot read the events stream; will retry");
-                false
+        }
+        Ok(events)
+    }
+
+    /// A room after the bus reconnected (`generation`): its share of the
+    /// replica's catch-up, then a backfill.
+    pub(super) async fn recover(&self, room: &Arc<Room>, generation: u64) {
+        let mut recovered = self.recovered.subscribe();
+        let waited = tokio::time::timeout(RECOVERY_WAIT, recovered.wait_for(|r| r.generation >= generation)).await;
+        let events = match waited.map(|found| found.map(|recovery| recovery.events.get(&room.chat_id).cloned())) {
+            Ok(Ok(events)) => events.unwrap_or_default(),
+            _ => {
+                tracing::warn!(
+                    chat_id = room.chat_id,
+                    "no catch-up from the stream in time: backfilling messages only"
+                );
+                Vec::new()
             }
         };
+        let mut missed = 0;
+        for event in events {
+            if room.heard_since_open(&event) {
+                missed += u64::from(self.handle(room, event).await);
+            }
+        }
+        METRICS.ws_caught_up_events.inc_by(missed);
         self.backfill(room).await;
-        caught_up
     }
 }
 

@@ -11,9 +11,10 @@
 //!   made for them if the replica had none — and the room delivers that
 //!   event to them first (the room's event-id memory drops the copy that
 //!   comes on the chat's own subject).
-//! - `participant_removed` is handled by the room like any event of the chat
-//!   (the user's sockets get it, then nothing more); a socket still listing
-//!   its chats at connect notes it, so as not to follow that chat after all.
+//! - `participant_removed` is handled by the room like any event of the chat,
+//!   from the chat's own subject (the user's sockets get it, then nothing
+//!   more); here, a socket still listing its chats at connect notes it, so as
+//!   not to follow that chat after all.
 //!
 //! After the bus reconnects, the listener catches up on the membership
 //! changes the stream kept since shortly before the connection was lost.
@@ -70,13 +71,9 @@ impl Inner {
                 }
             }
             Some(Kind::ParticipantRemoved(change)) => {
+                // A socket still listing its chats will not follow this one; the
+                // room itself hears the removal on the chat's subject (or in its catch-up).
                 self.registry.left(change.user_id, chat_id);
-                if let Some(room) = self.registry.room(chat_id)
-                    && (!caught_up || room.heard_since_open(&event))
-                {
-                    let inner = self.clone();
-                    tokio::spawn(async move { inner.handle(&room, event).await });
-                }
             }
             _ => {}
         }
@@ -193,9 +190,15 @@ pub(super) async fn membership_loop(hub: Weak<Inner>, mut changes: BoxStream<'st
                 let topic = inner.subjects.membership_topic();
                 match topic.replay(inner.bus.as_ref(), inner.subjects.events_stream(), since_ms).await {
                     Ok(kept) => {
-                        for (change, _) in kept.unwrap_or_default() {
-                            if let Ok(event) = change {
-                                inner.on_membership(event, true);
+                        let mut kept = kept.unwrap_or_else(|| futures::stream::empty().boxed());
+                        while let Some(change) = kept.next().await {
+                            match change {
+                                Ok(Ok(event)) => inner.on_membership(event, true),
+                                Ok(Err(error)) => tracing::warn!(%error, "an undecodable membership event"),
+                                Err(error) => {
+                                    tracing::warn!(%error, "cannot catch up on membership changes");
+                                    break;
+                                }
                             }
                         }
                     }

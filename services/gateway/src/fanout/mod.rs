@@ -71,6 +71,8 @@ pub struct Inner {
     /// Itself, for the tasks it starts (they end when the hub is gone).
     weak: Weak<Inner>,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// The latest catch-up from the events stream (after a bus reconnection).
+    recovered: tokio::sync::watch::Sender<Arc<catchup::Recovery>>,
     /// Set once the replica is shutting down: no socket joins any more.
     draining: AtomicBool,
 }
@@ -101,6 +103,7 @@ impl Hub {
             replicas: replicas::Replicas::default(),
             weak: weak.clone(),
             background: Mutex::default(),
+            recovered: tokio::sync::watch::Sender::new(Arc::default()),
             draining: AtomicBool::new(false),
         });
         let bus = inner.bus.as_ref();
@@ -112,7 +115,8 @@ impl Hub {
         let tasks = [
             tokio::spawn(replicas::heartbeat_loop(weak.clone(), heartbeats)),
             tokio::spawn(replicas::answer_loop(weak.clone(), queries)),
-            tokio::spawn(follow::membership_loop(weak, membership)),
+            tokio::spawn(follow::membership_loop(weak.clone(), membership)),
+            tokio::spawn(catchup::recovery_loop(weak)),
         ];
         inner.background.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(tasks);
         inner.publish_heartbeat(false).await;

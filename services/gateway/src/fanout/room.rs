@@ -40,7 +40,7 @@ use crate::{
 
 /// How long a message after a gap waits for the gap to fill before the room backfills.
 const GAP_WAIT: Duration = Duration::from_millis(250);
-/// How often rooms look at typing deadlines, gaps and unfinished catch-ups.
+/// How often rooms look at typing deadlines and gaps.
 const TICK: Duration = Duration::from_millis(100);
 
 /// What only one event at a time may touch.
@@ -348,7 +348,7 @@ impl Inner {
 }
 
 /// The room's task: what its subscription brings, the bus reconnecting, and
-/// the clock (typing deadlines, gaps, a catch-up to try again).
+/// the clock (typing deadlines, gaps).
 async fn room_loop(hub: std::sync::Weak<Inner>, room: Arc<Room>, mut traffic: BoxStream<'static, ChatTraffic>) {
     let Some(inner) = hub.upgrade() else { return };
     // Who else is online already (no announcement: they were there before us).
@@ -358,11 +358,10 @@ async fn room_loop(hub: std::sync::Weak<Inner>, room: Arc<Room>, mut traffic: Bo
     let mut reconnections = inner.bus.reconnections();
     drop(inner);
     let mut tick = tokio::time::interval(TICK);
-    let mut catch_up_due = false;
     loop {
         let reconnected = async {
             match reconnections.as_mut() {
-                Some(receiver) => receiver.changed().await.is_ok(),
+                Some(receiver) => receiver.changed().await.ok().map(|()| *receiver.borrow_and_update()),
                 None => std::future::pending().await,
             }
         };
@@ -384,17 +383,15 @@ async fn room_loop(hub: std::sync::Weak<Inner>, room: Arc<Room>, mut traffic: Bo
                     }
                 }
             }
-            true = reconnected => {
+            Some(generation) = reconnected => {
                 let Some(inner) = hub.upgrade() else { return };
-                tracing::info!(chat_id = room.chat_id, "the bus reconnected: catching up");
-                catch_up_due = !inner.recover(&room).await;
+                tracing::debug!(chat_id = room.chat_id, "the bus reconnected: catching up");
+                // Live events wait meanwhile: what the stream kept comes first.
+                inner.recover(&room, generation).await;
             }
             _ = tick.tick() => {
                 let Some(inner) = hub.upgrade() else { return };
                 room.expire_typing();
-                if catch_up_due {
-                    catch_up_due = !inner.recover(&room).await;
-                }
                 let gap = room.state.lock().await.order.needs_backfill(Instant::now(), GAP_WAIT);
                 if gap {
                     inner.backfill(&room).await;
