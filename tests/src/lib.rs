@@ -517,6 +517,21 @@ pub fn built_binary(name: &str) -> std::path::PathBuf {
 /// A gateway running as a child process.
 pub type GatewayProcess = ServiceProcess;
 
+/// The standalone `chat-server` binary on `port`, its data in `data_dir`
+/// (no rate limits: tests send faster than people do).
+pub fn standalone_server(data_dir: &std::path::Path, port: u16) -> ServiceProcess {
+    let variables = [
+        ("DATA_DIR", data_dir.display().to_string()),
+        ("HOST", "127.0.0.1".to_owned()),
+        ("PORT", port.to_string()),
+        ("METRICS_ADDR", "off".to_owned()),
+        ("MESSAGE_RATE_PER_SECOND", "0".to_owned()),
+        ("REGISTRATIONS_PER_MINUTE", "0".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    ServiceProcess::spawn("chat-server", &variables, format!("http://127.0.0.1:{port}"))
+}
+
 /// A binary of this workspace running as a child process; killed when dropped.
 pub struct ServiceProcess {
     child: std::process::Child,

@@ -13,7 +13,7 @@ use std::{
 };
 
 use chat_proto::events::chat_event::Kind;
-use chat_tests::{ServiceProcess, await_stream, free_port, spawn_deployment, ws::ChatSocket};
+use chat_tests::{await_stream, free_port, spawn_deployment, standalone_server, ws::ChatSocket};
 use serde_json::{Value, json};
 
 /// A registered and logged-in user of the server at `base`: (id, token).
@@ -67,26 +67,12 @@ async fn full_history(http: &reqwest::Client, base: &str, token: &str, chat_id: 
     }
 }
 
-/// The standalone server on `port` with its data in `data_dir`.
-fn standalone(data_dir: &std::path::Path, port: u16) -> ServiceProcess {
-    let variables = [
-        ("DATA_DIR", data_dir.display().to_string()),
-        ("HOST", "127.0.0.1".to_owned()),
-        ("PORT", port.to_string()),
-        ("METRICS_ADDR", "off".to_owned()),
-        ("MESSAGE_RATE_PER_SECOND", "0".to_owned()),
-        ("REGISTRATIONS_PER_MINUTE", "0".to_owned()),
-        ("RUST_LOG", "warn".to_owned()),
-    ];
-    ServiceProcess::spawn("chat-server", &variables, format!("http://127.0.0.1:{port}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_standalone_server_killed_under_64_senders_keeps_every_acknowledged_message_and_a_gap_free_seq() {
     let data = std::env::temp_dir().join(format!("chat-durability-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&data).unwrap();
     let port = free_port();
-    let mut server = standalone(&data, port);
+    let mut server = standalone_server(&data, port);
     server.ready().await;
     let (base, http) = (server.base_url.clone(), reqwest::Client::new());
     let tag = std::process::id();
@@ -128,7 +114,7 @@ async fn the_standalone_server_killed_under_64_senders_keeps_every_acknowledged_
     let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
     assert!(acknowledged.len() > 100, "the senders were busy when it died: {} acknowledged", acknowledged.len());
 
-    let server = standalone(&data, port);
+    let server = standalone_server(&data, port);
     server.ready().await;
     let stored = full_history(&http, &server.base_url, &people[0].1, chat_id).await;
     let seqs: Vec<i64> = stored.iter().map(|m| m.1).collect();

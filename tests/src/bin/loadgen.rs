@@ -311,6 +311,27 @@ async fn history(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a socket reads until `done` and a quiet half second: each
+/// `new_message`'s chat, id and send→receive latency (from its `t=` content).
+async fn deliveries(mut socket: ChatSocket, done: Arc<AtomicBool>) -> Vec<(i64, i64, u64)> {
+    let mut got = Vec::new();
+    loop {
+        match socket.next_frame(Duration::from_millis(500)).await {
+            Ok(frame) if frame["type"] == "new_message" => {
+                let content = frame["message"]["content"].as_str().unwrap_or_default();
+                let Some(sent) = content.strip_prefix("t=").and_then(|t| t.parse::<u64>().ok()) else { continue };
+                let chat = frame["chat_id"].as_i64().unwrap_or_default();
+                let id = frame["message"]["id"].as_i64().unwrap_or_default();
+                got.push((chat, id, now_us().saturating_sub(sent)));
+            }
+            Ok(_) => {}
+            Err(None) if !done.load(Ordering::Relaxed) => {}
+            Err(_) => break,
+        }
+    }
+    got
+}
+
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status.lines().find(|line| line.starts_with("VmRSS:")).context("no VmRSS")?;
@@ -381,29 +402,7 @@ async fn fanout(args: &Args) -> anyhow::Result<()> {
         });
     }
     let done = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = sockets
-        .into_iter()
-        .map(|mut socket| {
-            let done = done.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    match socket.next_frame(Duration::from_millis(500)).await {
-                        Ok(frame) if frame["type"] == "new_message" => {
-                            let content = frame["message"]["content"].as_str().unwrap_or_default();
-                            if let Some(sent) = content.strip_prefix("t=").and_then(|t| t.parse::<u64>().ok()) {
-                                latencies.push(now_us().saturating_sub(sent));
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(None) if !done.load(Ordering::Relaxed) => {}
-                        Err(_) => break,
-                    }
-                }
-                latencies
-            })
-        })
-        .collect();
+    let readers: Vec<_> = sockets.into_iter().map(|socket| tokio::spawn(deliveries(socket, done.clone()))).collect();
     let interval = Duration::from_micros(1_000_000 / rate.max(1));
     let started = Instant::now();
     let mut ticker = tokio::time::interval(interval);
@@ -423,7 +422,13 @@ async fn fanout(args: &Args) -> anyhow::Result<()> {
     let send_seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     done.store(true, Ordering::Relaxed);
-    let latencies: Vec<u64> = futures::future::join_all(readers).await.into_iter().flatten().flatten().collect();
+    let latencies: Vec<u64> = futures::future::join_all(readers)
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|(_, _, latency)| latency)
+        .collect();
     let expected = accepted * members;
     report(
         "fanout",
@@ -594,30 +599,7 @@ async fn users_scenario(args: &Args) -> anyhow::Result<()> {
 
     // Every socket reads: each new_message's (chat, id) and its latency.
     let done = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = sockets
-        .into_iter()
-        .map(|mut socket| {
-            let done = done.clone();
-            tokio::spawn(async move {
-                let mut got: Vec<(i64, i64, u64)> = Vec::new();
-                loop {
-                    match socket.next_frame(Duration::from_millis(500)).await {
-                        Ok(frame) if frame["type"] == "new_message" => {
-                            let content = frame["message"]["content"].as_str().unwrap_or_default();
-                            let sent = content.strip_prefix("t=").and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
-                            let chat = frame["chat_id"].as_i64().unwrap_or_default();
-                            let id = frame["message"]["id"].as_i64().unwrap_or_default();
-                            got.push((chat, id, now_us().saturating_sub(sent)));
-                        }
-                        Ok(_) => {}
-                        Err(None) if !done.load(Ordering::Relaxed) => {}
-                        Err(_) => break,
-                    }
-                }
-                got
-            })
-        })
-        .collect();
+    let readers: Vec<_> = sockets.into_iter().map(|socket| tokio::spawn(deliveries(socket, done.clone()))).collect();
     let interval = Duration::from_micros(1_000_000 / rate.max(1));
     let chats = Arc::new(chats);
     let people = Arc::new(people);

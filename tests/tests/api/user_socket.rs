@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chat_tests::{
-    ServiceProcess, TestDeployment, TestUser, free_port, spawn_deployment,
+    ServiceProcess, TestDeployment, TestUser, free_port, spawn_deployment, standalone_server,
     ws::{ChatSocket, Closed},
 };
 use serde_json::{Value, json};
@@ -38,16 +38,7 @@ impl Target {
     async fn standalone() -> Self {
         let port = free_port();
         let data = TempDir(std::env::temp_dir().join(format!("chat-user-socket-{}-{port}", std::process::id())));
-        let variables = [
-            ("DATA_DIR", data.0.display().to_string()),
-            ("HOST", "127.0.0.1".to_owned()),
-            ("PORT", port.to_string()),
-            ("METRICS_ADDR", "off".to_owned()),
-            ("MESSAGE_RATE_PER_SECOND", "0".to_owned()),
-            ("REGISTRATIONS_PER_MINUTE", "0".to_owned()),
-            ("RUST_LOG", "warn".to_owned()),
-        ];
-        let server = ServiceProcess::spawn("chat-server", &variables, format!("http://127.0.0.1:{port}"));
+        let server = standalone_server(&data.0, port);
         server.ready().await;
         Self {
             base_url: server.base_url.clone(),
