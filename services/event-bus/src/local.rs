@@ -22,9 +22,12 @@ use crate::{Bus, BusError, Envelope, EnvelopeStream, Subscription};
 /// most once, like core NATS; the gateway backfills from the store).
 const CAPACITY: usize = 4096;
 
+/// A published payload, shared by its subscribers (a queue slot is one pointer).
+type Shared = Arc<Envelope>;
+
 #[derive(Default, Clone)]
 pub struct LocalBus {
-    subscribers: Arc<Mutex<HashMap<String, Vec<mpsc::Sender<Envelope>>>>>,
+    subscribers: Arc<Mutex<HashMap<String, Vec<mpsc::Sender<Shared>>>>>,
 }
 
 impl LocalBus {
@@ -32,7 +35,7 @@ impl LocalBus {
         Self::default()
     }
 
-    fn add(&self, key: String) -> Result<mpsc::Receiver<Envelope>, BusError> {
+    fn add(&self, key: String) -> Result<mpsc::Receiver<Shared>, BusError> {
         let (sender, receiver) = mpsc::channel(CAPACITY);
         let mut subscribers = self.subscribers.lock().map_err(|_| BusError::Unavailable("poisoned".into()))?;
         subscribers.entry(key).or_default().push(sender);
@@ -50,7 +53,7 @@ impl Bus for LocalBus {
     async fn publish(&self, subject: String, payload: Bytes) -> Result<(), BusError> {
         let mut subscribers = self.subscribers.lock().map_err(|_| BusError::Unavailable("poisoned".into()))?;
         let pattern = pattern_of(&subject);
-        let envelope = Envelope { subject: subject.as_str().into(), payload, trace: Vec::new() };
+        let envelope = Arc::new(Envelope { subject: subject.as_str().into(), payload, trace: Vec::new() });
         for key in std::iter::once(subject).chain(pattern) {
             let Some(senders) = subscribers.get_mut(&key) else { continue };
             senders.retain(|sender| match sender.try_send(envelope.clone()) {
@@ -70,14 +73,14 @@ impl Bus for LocalBus {
     }
 
     async fn subscribe(&self, subject: String) -> Result<Subscription, BusError> {
-        Ok(ReceiverStream::new(self.add(subject)?).map(|envelope| envelope.payload).boxed())
+        Ok(ReceiverStream::new(self.add(subject)?).map(|envelope| envelope.payload.clone()).boxed())
     }
 
     async fn subscribe_all(&self, pattern: String) -> Result<EnvelopeStream, BusError> {
         if pattern.split('.').rev().skip(1).any(|token| token == "*" || token == ">") || pattern.ends_with('>') {
             return Err(BusError::InvalidSubject(pattern));
         }
-        Ok(ReceiverStream::new(self.add(pattern)?).boxed())
+        Ok(ReceiverStream::new(self.add(pattern)?).map(Arc::unwrap_or_clone).boxed())
     }
 
     async fn flush(&self) -> Result<(), BusError> {

@@ -7,7 +7,8 @@
 //!                   (with --base2, clients alternate between the two gateways; server CPU is
 //!                   charged to --server-pids, else to whoever listens on --base's port)
 //!   loadgen history --base URL [--clients 32] [--seconds 10]
-//!   loadgen idle    --base URL [--sockets 5000] --gateway-pid PID [--hold 5]
+//!   loadgen idle    --base URL [--sockets 5000] --gateway-pid PID [--hold 5] [--user-sockets 1 --chats 20]
+//!                   (with --user-sockets 1: user sockets of two users who share --chats chats)
 //!   loadgen fanout  --base URL --base2 URL [--members 100] [--rate 200] [--seconds 10] [--user-sockets 1]
 //!                   (with --user-sockets 1 every member listens on a user socket, GET /ws)
 //!   loadgen users   --base URL --base2 URL [--users 2000] [--chats-per-user 20] [--members 10]
@@ -343,19 +344,36 @@ async fn idle(args: &Args) -> anyhow::Result<()> {
     let pid: u32 = args.get("gateway-pid", 0)?;
     anyhow::ensure!(pid > 0, "--gateway-pid PID of the gateway (or standalone server) process is required");
     let (count, hold): (usize, u64) = (args.get("sockets", 5000)?, args.get("hold", 5)?);
+    let (user_sockets, chats): (bool, usize) = (args.get("user-sockets", 0_u8)? == 1, args.get("chats", 1)?);
     let http = reqwest::Client::new();
     let people = users(&http, &base, 2).await?;
-    let chat_id = group(&http, &base, &people[0], &[&people[1]]).await?;
-    // Warm the chat's room so that the measurement is the sockets alone.
-    let warm = ChatSocket::connect_ready(&base, chat_id, &people[0].token, None).await?;
+    let mut chat_ids = Vec::with_capacity(chats.max(1));
+    for _ in 0..chats.max(1) {
+        chat_ids.push(group(&http, &base, &people[0], &[&people[1]]).await?);
+    }
+    let chat_id = chat_ids[0];
+    // Warm the chats' rooms so that the measurement is the sockets alone.
+    let warm = if user_sockets {
+        ChatSocket::connect_user_ready(&base, &people[0].token, None).await?
+    } else {
+        ChatSocket::connect_ready(&base, chat_id, &people[0].token, None).await?
+    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(pid)?;
     let mut sockets = Vec::with_capacity(count);
     let started = Instant::now();
     for chunk in (0..count).collect::<Vec<_>>().chunks(200) {
-        let opened = futures::future::join_all(
-            chunk.iter().map(|n| ChatSocket::connect(&base, chat_id, &people[n % 2].token, None)),
-        )
+        let opened = futures::future::join_all(chunk.iter().map(|n| {
+            let token = &people[n % 2].token;
+            let base = &base;
+            async move {
+                if user_sockets {
+                    ChatSocket::connect_user(base, token, None).await
+                } else {
+                    ChatSocket::connect(base, chat_id, token, None).await
+                }
+            }
+        }))
         .await;
         for socket in opened {
             sockets.push(socket?);
@@ -369,6 +387,8 @@ async fn idle(args: &Args) -> anyhow::Result<()> {
     report(
         "idle",
         json!({
+            "kind": if user_sockets { "user" } else { "per-chat" },
+            "chats_each": if user_sockets { chat_ids.len() } else { 1 },
             "sockets": sockets.len(),
             "connect_seconds": connect_s,
             "gateway_rss_before_kib": before,

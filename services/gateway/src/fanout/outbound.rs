@@ -65,9 +65,20 @@ pub enum SocketKind {
     User,
 }
 
-/// The fanout's end of one socket.
+/// The fanout's end of one socket: one pointer, however many rooms hold it.
 #[derive(Debug, Clone)]
-pub struct SocketHandle {
+pub struct SocketHandle(Arc<Socket>);
+
+impl std::ops::Deref for SocketHandle {
+    type Target = Socket;
+
+    fn deref(&self) -> &Socket {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct Socket {
     pub id: u64,
     pub user_id: i64,
     pub kind: SocketKind,
@@ -90,10 +101,12 @@ impl SocketHandle {
         let (queue, receiver) = mpsc::channel(capacity);
         let close = Arc::new(CloseSignal::default());
         let connected_at_ms = event_bus::now_ms();
-        let handle = Self { id, user_id, kind, connected_at_ms, queue, close: close.clone() };
+        let handle = Self(Arc::new(Socket { id, user_id, kind, connected_at_ms, queue, close: close.clone() }));
         (handle, Registration { socket_id: id, queue: receiver, close })
     }
+}
 
+impl Socket {
     /// Queues a frame; a full queue means a client that does not keep up: closed with 1013.
     pub fn offer(&self, outbound: &Queued) {
         if self.queue.try_send(outbound.clone()).is_ok() {
