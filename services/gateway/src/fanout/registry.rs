@@ -43,8 +43,8 @@ pub struct Registry {
 
 struct Connection {
     handle: SocketHandle,
-    /// A user socket's chats.
-    follows: Option<Follows>,
+    /// A user socket's chats (boxed: a per-chat socket pays one pointer for it).
+    follows: Option<Box<Follows>>,
 }
 
 #[derive(Default)]
@@ -78,7 +78,8 @@ impl Registry {
     pub fn connect(&self, user_id: i64, kind: SocketKind, capacity: usize) -> (SocketHandle, Registration) {
         let id = self.next_socket.fetch_add(1, Ordering::Relaxed);
         let (handle, registration) = SocketHandle::new(id, user_id, kind, capacity);
-        let follows = (kind == SocketKind::User).then(|| Follows { chats: Vec::new(), listing: Some(Vec::new()) });
+        let follows =
+            (kind == SocketKind::User).then(|| Box::new(Follows { chats: Vec::new(), listing: Some(Vec::new()) }));
         shard(&self.users, user_id).entry(user_id).or_default().push(Connection { handle: handle.clone(), follows });
         (handle, registration)
     }

@@ -349,10 +349,14 @@ impl Inner {
 
 /// The room's task: what its subscription brings, the bus reconnecting, and
 /// the clock (typing deadlines, gaps).
+///
+/// A task is as big as the largest state of its future, and a room idles
+/// most of its life: every step that calls out (gRPC, the bus, the socket
+/// queues) is boxed, so that an idle room holds only the loop's own state.
 async fn room_loop(hub: std::sync::Weak<Inner>, room: Arc<Room>, mut traffic: BoxStream<'static, ChatTraffic>) {
     let Some(inner) = hub.upgrade() else { return };
     // Who else is online already (no announcement: they were there before us).
-    for (replica, users) in inner.ask_replicas(room.chat_id).await {
+    for (replica, users) in Box::pin(inner.ask_replicas(room.chat_id)).await {
         room.learn_presence(&replica, &users);
     }
     let mut reconnections = inner.bus.reconnections();
@@ -374,7 +378,7 @@ async fn room_loop(hub: std::sync::Weak<Inner>, room: Arc<Room>, mut traffic: Bo
                         // Part of the trace of the request that caused it (a send, an edit…).
                         let span = tracing::info_span!("deliver", chat_id = room.chat_id);
                         telemetry::propagation::continue_trace_from(&span, &trace);
-                        inner.handle(&room, event).instrument(span).await;
+                        Box::pin(inner.handle(&room, event).instrument(span)).await;
                     }
                     ChatTraffic::Typing(Ok(event)) => room.on_typing(event),
                     ChatTraffic::Presence(Ok(event)) => inner.on_presence(&room, event),
@@ -387,16 +391,28 @@ async fn room_loop(hub: std::sync::Weak<Inner>, room: Arc<Room>, mut traffic: Bo
                 let Some(inner) = hub.upgrade() else { return };
                 tracing::debug!(chat_id = room.chat_id, "the bus reconnected: catching up");
                 // Live events wait meanwhile: what the stream kept comes first.
-                inner.recover(&room, generation).await;
+                Box::pin(inner.recover(&room, generation)).await;
             }
             _ = tick.tick() => {
                 let Some(inner) = hub.upgrade() else { return };
                 room.expire_typing();
                 let gap = room.state.lock().await.order.needs_backfill(Instant::now(), GAP_WAIT);
                 if gap {
-                    inner.backfill(&room).await;
+                    Box::pin(inner.backfill(&room)).await;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_room_s_task_is_small() {
+        let idle = room_loop(std::sync::Weak::new(), Arc::new(Room::new(1)), futures::stream::empty().boxed());
+        // What a room costs on top of its subscription (a tokio task's state).
+        assert!(std::mem::size_of_val(&idle) <= 768, "{} bytes", std::mem::size_of_val(&idle));
     }
 }
