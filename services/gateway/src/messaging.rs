@@ -18,17 +18,21 @@ pub fn spend_write(state: &AppState, caller: &AuthUser) -> Result<(), ApiError> 
     state.limits.writes.take(&caller.user_id, std::time::Instant::now()).map_err(ApiError::rate_limited)
 }
 
+/// A message to send, as the client gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub chat_id: i64,
+    pub content: String,
+    pub client_msg_id: Option<String>,
+    pub reply_to: Option<i64>,
+}
+
 /// Stores a message as the caller; `(message, created)`: `created` is false
 /// for a retry with a used `client_msg_id` (the original comes back).
-pub async fn send(
-    state: &AppState,
-    caller: &AuthUser,
-    chat_id: i64,
-    content: String,
-    client_msg_id: Option<String>,
-) -> Result<(pb::Message, bool), ApiError> {
+pub async fn send(state: &AppState, caller: &AuthUser, outgoing: Outgoing) -> Result<(pb::Message, bool), ApiError> {
     spend_write(state, caller)?;
-    let request = pb::SendMessageRequest { chat_id, content, client_msg_id };
+    let Outgoing { chat_id, content, client_msg_id, reply_to } = outgoing;
+    let request = pb::SendMessageRequest { chat_id, content, client_msg_id, reply_to };
     let response =
         state.messages.clone().send_message(caller.call(request)).await.map_err(messages_error)?.into_inner();
     let message =

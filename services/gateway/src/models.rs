@@ -211,6 +211,8 @@ pub struct Message {
     pub is_deleted: bool,
     pub edited_at: Option<String>,
     pub client_msg_id: Option<String>,
+    /// The message of the same chat this one answers.
+    pub reply_to: Option<i64>,
 }
 
 impl From<messages_pb::Message> for Message {
@@ -228,6 +230,7 @@ impl From<messages_pb::Message> for Message {
             is_deleted: message.is_deleted,
             edited_at: message.edited_at_ms.map(timestamp),
             client_msg_id: message.client_msg_id,
+            reply_to: message.reply_to,
         }
     }
 }
@@ -279,6 +282,9 @@ pub struct SendMessageBody {
     #[serde(default)]
     #[schema(max_length = 64)]
     pub client_msg_id: Option<String>,
+    /// The id of a message of the same chat that this one answers (deleted ones too); another → 400.
+    #[serde(default)]
+    pub reply_to: Option<i64>,
 }
 
 /// A message's new content.

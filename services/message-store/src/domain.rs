@@ -69,6 +69,8 @@ pub struct MessageRow {
     pub created_at_ms: i64,
     pub edited_at_ms: Option<i64>,
     pub is_deleted: bool,
+    /// The message of the same chat this one answers.
+    pub reply_to: Option<i64>,
 }
 
 /// A message with its content (empty once deleted).
@@ -93,6 +95,7 @@ impl From<Message> for chat_proto::messages::Message {
             is_deleted: row.is_deleted,
             edited_at_ms: row.edited_at_ms,
             client_msg_id: row.client_msg_id,
+            reply_to: row.reply_to,
         }
     }
 }

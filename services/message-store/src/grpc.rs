@@ -172,6 +172,7 @@ impl MessageStoreGrpc {
             content: content.into_string(),
             client_msg_id: client_msg_id.map(ClientMsgId::into_string),
             created_at_ms: now,
+            reply_to: request.reply_to,
         };
         match self.writer.write(Change::Send(new)).await? {
             Outcome::Created(message) => Ok((message, true)),

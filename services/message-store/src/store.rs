@@ -16,8 +16,7 @@ pub fn migrations() -> (sqlx::migrate::Migrator, sqlx::migrate::Migrator) {
 
 type Result<T> = std::result::Result<T, MessageError>;
 
-pub(crate) const COLUMNS: &str =
-    "id, chat_id, seq, sender_id, sender_username, content_id, client_msg_id, created_at_ms, edited_at_ms, is_deleted";
+pub(crate) const COLUMNS: &str = "id, chat_id, seq, sender_id, sender_username, content_id, client_msg_id, created_at_ms, edited_at_ms, is_deleted, reply_to";
 
 pub(crate) fn row_from(row: &AnyRow) -> std::result::Result<MessageRow, sqlx::Error> {
     Ok(MessageRow {
@@ -31,6 +30,7 @@ pub(crate) fn row_from(row: &AnyRow) -> std::result::Result<MessageRow, sqlx::Er
         created_at_ms: row.try_get("created_at_ms")?,
         edited_at_ms: row.try_get("edited_at_ms")?,
         is_deleted: row.try_get::<i64, _>("is_deleted")? != 0,
+        reply_to: row.try_get("reply_to")?,
     })
 }
 

@@ -68,6 +68,8 @@ pub struct NewMessage {
     pub content: String,
     pub client_msg_id: Option<String>,
     pub created_at_ms: i64,
+    /// The message it answers: checked in the transaction (a message of the same chat, deleted or not).
+    pub reply_to: Option<i64>,
 }
 
 impl NewMessage {
@@ -339,6 +341,11 @@ impl Inner {
                         Outcome::Created(message)
                     }
                     Placed::Repeated(row) => Outcome::Repeated(row),
+                    Placed::Refused => {
+                        outcomes[*index] =
+                            Some(Err(MessageError::Rule("reply_to must be the id of a message of this chat".into())));
+                        continue;
+                    }
                 }));
             }
         }
@@ -374,6 +381,8 @@ async fn erase_all(store: &dyn ContentStore, ids: Vec<String>) {
 enum Placed {
     Created(MessageRow),
     Repeated(MessageRow),
+    /// A new message answering no message of its chat: not stored, no seq taken.
+    Refused,
 }
 
 /// Stores the sends of a batch: sequence rows locked (in chat order, so two
@@ -435,10 +444,25 @@ async fn insert_sends(
         .iter()
         .filter_map(|row| Some(((row.chat_id, row.sender_id, row.client_msg_id.as_deref()?), row.clone())))
         .collect();
-    let keys: Vec<SendKey> = sends.iter().map(|send| send.key()).collect();
+    // Replies answer a message of their own chat; a repeat of a stored send is answered as ever.
+    let answered = reply_targets(tx, sends).await?;
+    let refused: Vec<bool> = sends
+        .iter()
+        .map(|send| {
+            let repeat = send
+                .client_msg_id
+                .as_deref()
+                .is_some_and(|key| stored.contains_key(&(send.chat_id, send.sender_id, key)));
+            !repeat && send.reply_to.is_some_and(|to| answered.get(&to) != Some(&send.chat_id))
+        })
+        .collect();
+    let kept: Vec<&NewMessage> =
+        sends.iter().zip(&refused).filter(|(_, refused)| !**refused).map(|(send, _)| *send).collect();
+    let kept_at: Vec<usize> = (0..sends.len()).filter(|index| !refused[*index]).collect();
+    let keys: Vec<SendKey> = kept.iter().map(|send| send.key()).collect();
     let placements = place(&keys, &last_seq, &stored);
 
-    let new: Vec<(&NewMessage, i64)> = sends
+    let new: Vec<(&NewMessage, i64)> = kept
         .iter()
         .zip(&placements)
         .filter_map(|(send, placement)| match placement {
@@ -450,9 +474,9 @@ async fn insert_sends(
     if !new.is_empty() {
         let sql = format!(
             "INSERT INTO message_metadata \
-             (chat_id, seq, sender_id, sender_username, content_id, client_msg_id, created_at_ms, edited_at_ms, is_deleted) \
+             (chat_id, seq, sender_id, sender_username, content_id, client_msg_id, created_at_ms, edited_at_ms, is_deleted, reply_to) \
              VALUES {}",
-            placeholders(new.len(), "(?, ?, ?, ?, ?, ?, ?, NULL, 0)")
+            placeholders(new.len(), "(?, ?, ?, ?, ?, ?, ?, NULL, 0, ?)")
         );
         let mut query = sqlx::query(&sql);
         for (send, seq) in &new {
@@ -463,7 +487,8 @@ async fn insert_sends(
                 .bind(send.sender_username.clone())
                 .bind(send.content_id.clone())
                 .bind(send.client_msg_id.clone())
-                .bind(send.created_at_ms);
+                .bind(send.created_at_ms)
+                .bind(send.reply_to);
         }
         query.execute(&mut *tx).await?;
         // The new ids, by (chat, seq): one range per chat.
@@ -509,7 +534,13 @@ async fn insert_sends(
     }
 
     let mut placed: Vec<Placed> = Vec::with_capacity(sends.len());
-    for (send, placement) in sends.iter().zip(placements) {
+    let mut placements = placements.into_iter();
+    for (send, refused) in sends.iter().zip(refused) {
+        let placement = if refused { None } else { placements.next() };
+        let Some(placement) = placement else {
+            placed.push(Placed::Refused);
+            continue;
+        };
         let next = match placement {
             Placement::New { seq } => {
                 let id = *ids.get(&(send.chat_id, seq)).ok_or_else(|| {
@@ -526,16 +557,41 @@ async fn insert_sends(
                     created_at_ms: send.created_at_ms,
                     edited_at_ms: None,
                     is_deleted: false,
+                    reply_to: send.reply_to,
                 })
             }
             Placement::Stored(row) => Placed::Repeated(row),
-            Placement::Earlier(first) => match &placed[first] {
+            Placement::Earlier(first) => match &placed[kept_at[first]] {
                 Placed::Created(row) | Placed::Repeated(row) => Placed::Repeated(row.clone()),
+                Placed::Refused => Placed::Refused,
             },
         };
         placed.push(next);
     }
     Ok(placed)
+}
+
+/// The chat of each message the sends answer (the ones that exist).
+async fn reply_targets(
+    tx: &mut AnyConnection,
+    sends: &[&NewMessage],
+) -> std::result::Result<HashMap<i64, i64>, sqlx::Error> {
+    let mut targets: Vec<i64> = sends.iter().filter_map(|send| send.reply_to).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let mut chats = HashMap::new();
+    if targets.is_empty() {
+        return Ok(chats);
+    }
+    let sql = format!("SELECT id, chat_id FROM message_metadata WHERE id IN ({})", placeholders(targets.len(), "?"));
+    let mut query = sqlx::query(&sql);
+    for target in &targets {
+        query = query.bind(*target);
+    }
+    for row in query.fetch_all(&mut *tx).await? {
+        chats.insert(row.try_get::<i64, _>("id")?, row.try_get::<i64, _>("chat_id")?);
+    }
+    Ok(chats)
 }
 
 /// Marks a message edited; `false` when it is deleted (the guard is in the

@@ -129,7 +129,8 @@ async fn a_send_moves_its_chat_up_before_it_is_answered_and_checks_never_write(b
     }
     assert_eq!(updated_at().await, chat.updated_at_ms, "a membership check moves nothing");
 
-    let send = messages_pb::SendMessageRequest { chat_id: chat.id, content: "hi".into(), client_msg_id: None };
+    let send =
+        messages_pb::SendMessageRequest { chat_id: chat.id, content: "hi".into(), client_msg_id: None, reply_to: None };
     let sent = app.messages().await.send_message(as_user(users[1], send)).await.unwrap().into_inner();
     let at = sent.message.unwrap().timestamp_ms;
     assert!(at > chat.updated_at_ms);

@@ -9,6 +9,7 @@ mod limits;
 mod messages;
 mod outbox;
 mod races;
+mod replies;
 mod system;
 mod trust;
 mod user_socket;

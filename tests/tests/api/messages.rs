@@ -33,8 +33,12 @@ fn send(
     content: &str,
     client_msg_id: Option<&str>,
 ) -> tonic::Request<pb::SendMessageRequest> {
-    let request =
-        pb::SendMessageRequest { chat_id, content: content.into(), client_msg_id: client_msg_id.map(Into::into) };
+    let request = pb::SendMessageRequest {
+        chat_id,
+        content: content.into(),
+        client_msg_id: client_msg_id.map(Into::into),
+        reply_to: None,
+    };
     as_user(sender_id, request)
 }
 

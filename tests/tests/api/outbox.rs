@@ -32,7 +32,10 @@ async fn group_of(app: &TestDeployment, size: usize) -> (i64, Vec<i64>) {
 }
 
 async fn send(app: &TestDeployment, sender: i64, chat_id: i64, content: &str) -> pb::Message {
-    let request = as_user(sender, pb::SendMessageRequest { chat_id, content: content.into(), client_msg_id: None });
+    let request = as_user(
+        sender,
+        pb::SendMessageRequest { chat_id, content: content.into(), client_msg_id: None, reply_to: None },
+    );
     app.messages().await.send_message(request).await.expect("stored").into_inner().message.expect("a message")
 }
 
@@ -116,7 +119,10 @@ async fn every_committed_change_is_in_the_stream_exactly_once_in_commit_order() 
     let remove = as_user(users[0], metadata_pb::RemoveParticipantRequest { chat_id, user_id: users[2] });
     app.metadata().await.remove_participant(remove).await.expect("removed");
     // A change refused (an outsider's send) announces nothing.
-    let refused = as_user(users[2], pb::SendMessageRequest { chat_id, content: "no".into(), client_msg_id: None });
+    let refused = as_user(
+        users[2],
+        pb::SendMessageRequest { chat_id, content: "no".into(), client_msg_id: None, reply_to: None },
+    );
     assert!(app.messages().await.send_message(refused).await.is_err());
 
     // 3 added + 4 new + 1 edited + 1 deleted + 1 removed on the chat; 4 membership copies.

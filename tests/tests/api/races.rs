@@ -25,7 +25,7 @@ async fn group_of(app: &TestDeployment, size: usize) -> (i64, Vec<i64>) {
 }
 
 async fn post(app: &TestDeployment, sender: i64, chat_id: i64, content: &str) -> pb::Message {
-    let request = pb::SendMessageRequest { chat_id, content: content.into(), client_msg_id: None };
+    let request = pb::SendMessageRequest { chat_id, content: content.into(), client_msg_id: None, reply_to: None };
     app.messages().await.send_message(as_user(sender, request)).await.unwrap().into_inner().message.unwrap()
 }
 

@@ -53,7 +53,8 @@ async fn every_service_refuses_calls_without_the_internal_credential() {
     // email, change it, send a message as them, add members to their group.
     let read = auth_pb::GetUserRequest { id: user_id };
     let change = || auth_pb::UpdateUserRequest { email: Some("attacker@example.com".into()), ..Default::default() };
-    let send = || messages_pb::SendMessageRequest { chat_id, content: "spoofed".into(), client_msg_id: None };
+    let send =
+        || messages_pb::SendMessageRequest { chat_id, content: "spoofed".into(), client_msg_id: None, reply_to: None };
     let add = || metadata_pb::AddParticipantsRequest { chat_id, user_ids: vec![user_id] };
     let history = || messages_pb::GetHistoryRequest { chat_id, limit: 10, cursor: None };
 
@@ -95,7 +96,8 @@ async fn every_service_refuses_calls_without_the_internal_credential() {
 async fn a_call_acting_for_a_user_needs_that_users_own_valid_token() {
     let app = spawn_deployment().await;
     let (user_id, chat_id) = victim(&app).await;
-    let send = || messages_pb::SendMessageRequest { chat_id, content: "as whom?".into(), client_msg_id: None };
+    let send =
+        || messages_pb::SendMessageRequest { chat_id, content: "as whom?".into(), client_msg_id: None, reply_to: None };
     let mut messages = app.messages().await;
     let mut metadata = app.metadata().await;
     let mut auth = app.auth().await;

@@ -29,7 +29,13 @@ pub async fn send(
     caller: AuthUser,
     AppJson(body): AppJson<SendMessageBody>,
 ) -> Result<(StatusCode, Json<Message>), ApiError> {
-    let (message, created) = messaging::send(&state, &caller, body.chat_id, body.content, body.client_msg_id).await?;
+    let outgoing = messaging::Outgoing {
+        chat_id: body.chat_id,
+        content: body.content,
+        client_msg_id: body.client_msg_id,
+        reply_to: body.reply_to,
+    };
+    let (message, created) = messaging::send(&state, &caller, outgoing).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(message.into())))
 }

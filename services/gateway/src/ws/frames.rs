@@ -101,7 +101,7 @@ pub enum ErrorCode {
 /// A client frame that was understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
-    Message { content: String, client_msg_id: Option<String> },
+    Message { content: String, client_msg_id: Option<String>, reply_to: Option<i64> },
     Typing { started: bool },
     Ping,
 }
@@ -168,10 +168,22 @@ pub fn parse_client_frame(text: &str, scope: Scope) -> Result<(Option<i64>, Clie
     };
     let frame = match kind {
         "ping" => ClientFrame::Ping,
-        "message" => match frame.get("content") {
-            Some(Value::String(content)) => ClientFrame::Message { content: content.clone(), client_msg_id },
-            _ => return Err(FrameError::new(ErrorCode::Validation, "content must be a string", client_msg_id)),
-        },
+        "message" => {
+            let reply_to = match frame.get("reply_to") {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(number)) if number.as_i64().is_some() => number.as_i64(),
+                Some(_) => {
+                    let detail = "reply_to must be a message id";
+                    return Err(FrameError::new(ErrorCode::Validation, detail, client_msg_id));
+                }
+            };
+            match frame.get("content") {
+                Some(Value::String(content)) => {
+                    ClientFrame::Message { content: content.clone(), client_msg_id, reply_to }
+                }
+                _ => return Err(FrameError::new(ErrorCode::Validation, "content must be a string", client_msg_id)),
+            }
+        }
         "typing" => match frame.get("content").and_then(Value::as_str) {
             Some("start") => ClientFrame::Typing { started: true },
             Some("stop") => ClientFrame::Typing { started: false },
@@ -212,7 +224,14 @@ mod tests {
         assert_eq!(parse_client_frame(r#"{"type":"ping","chat_id":7}"#, chat), Ok((Some(7), ClientFrame::Ping)));
         assert_eq!(
             parse_client_frame(r#"{"type":"message","content":"hé","client_msg_id":"c1"}"#, chat),
-            Ok((Some(7), ClientFrame::Message { content: "hé".into(), client_msg_id: Some("c1".into()) }))
+            Ok((
+                Some(7),
+                ClientFrame::Message { content: "hé".into(), client_msg_id: Some("c1".into()), reply_to: None }
+            ))
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"message","content":"re","reply_to":5}"#, chat),
+            Ok((Some(7), ClientFrame::Message { content: "re".into(), client_msg_id: None, reply_to: Some(5) }))
         );
         assert_eq!(
             parse_client_frame(r#"{"type":"typing","content":"stop"}"#, chat),
@@ -254,6 +273,10 @@ mod tests {
         assert_eq!(code_of(r#"{"type":"message","chat_id":"7","content":"x"}"#), (ErrorCode::BadFrame, None));
         assert_eq!(code_of(r#"{"type":"message"}"#), (ErrorCode::Validation, None));
         assert_eq!(code_of(r#"{"type":"typing","content":"maybe"}"#), (ErrorCode::Validation, None));
+        for reply_to in [r#""5""#, "5.5", "true", "[5]"] {
+            let frame = format!(r#"{{"type":"message","content":"x","reply_to":{reply_to},"client_msg_id":"k"}}"#);
+            assert_eq!(code_of(&frame), (ErrorCode::Validation, Some("k".into())), "{frame}");
+        }
     }
 
     #[test]

@@ -396,9 +396,10 @@ impl Connection<'_> {
                 }
                 None
             }
-            ClientFrame::Message { content, client_msg_id } => {
+            ClientFrame::Message { content, client_msg_id, reply_to } => {
                 let chat_id = chat_id?;
-                match messaging::send(self.state, self.caller, chat_id, content, client_msg_id.clone()).await {
+                let outgoing = messaging::Outgoing { chat_id, content, client_msg_id: client_msg_id.clone(), reply_to };
+                match messaging::send(self.state, self.caller, outgoing).await {
                     // A new message comes back through the bus, like everyone's; a
                     // replayed idempotent send is not broadcast, so it is answered here.
                     Ok((_, true)) => None,
