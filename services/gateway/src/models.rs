@@ -295,7 +295,21 @@ pub struct EditMessageBody {
     pub content: String,
 }
 
-/// A history page.
+/// One version of a message's text (`GET /messages/{id}/edits`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageVersion {
+    pub content: String,
+    /// The original's: the message's `timestamp`; an edit's: its `edited_at`.
+    pub timestamp: String,
+}
+
+impl From<messages_pb::Version> for MessageVersion {
+    fn from(version: messages_pb::Version) -> Self {
+        Self { content: version.content, timestamp: timestamp(version.at_ms) }
+    }
+}
+
+/// A page of a chat's history.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryPage {
     /// Oldest to newest.

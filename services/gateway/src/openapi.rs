@@ -52,6 +52,7 @@ const PUBLIC_PATHS: &[&str] =
         routes::messages::send,
         routes::messages::history,
         routes::messages::edit,
+        routes::messages::edits,
         routes::messages::delete,
         crate::ws::stats,
         crate::ws::online,
@@ -66,6 +67,7 @@ const PUBLIC_PATHS: &[&str] =
         models::Participant,
         models::Message,
         models::HistoryPage,
+        models::MessageVersion,
     )),
     modifiers(&Security, &CommonResponses),
     tags(

@@ -45,6 +45,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/api/v1/messages/", post(messages::send))
         .route("/api/v1/messages/chat/{chat_id}", get(messages::history))
         .route("/api/v1/messages/{message_id}", put(messages::edit).delete(messages::delete))
+        .route("/api/v1/messages/{message_id}/edits", get(messages::edits))
         .route("/api/v1/ws/stats", get(ws::stats))
         .route("/api/v1/ws/chat/{chat_id}/online", get(ws::online))
         .route("/api/v1/ws", get(ws::connect_user))

@@ -23,6 +23,13 @@ pub struct StoredContent {
     pub timestamp_ms: i64,
 }
 
+/// One version of a message's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub content: String,
+    pub at_ms: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {
     #[error("the content store is unavailable: {0}")]
@@ -39,7 +46,10 @@ pub trait ContentStore: Send + Sync + 'static {
     async fn get_many(&self, ids: &[String]) -> Result<HashMap<String, String>, ContentError>;
     /// Replaces the text of one message (edit).
     async fn replace(&self, id: &str, content: &str, edited_at_ms: i64) -> Result<(), ContentError>;
-    /// Erases one message's content for good (delete). Erasing what is gone is fine.
+    /// Every version of one message's text, oldest first, the current one
+    /// last, each with when it was written; none when the content is gone.
+    async fn versions(&self, id: &str) -> Result<Vec<Version>, ContentError>;
+    /// Erases one message's content, its earlier versions too, for good (delete). Erasing what is gone is fine.
     async fn erase(&self, id: &str) -> Result<(), ContentError>;
     /// Whether the store answers now.
     async fn ping(&self) -> bool;
@@ -109,27 +119,84 @@ impl ContentStore for SqlContentStore {
             .map_err(sql_error)
     }
 
-    async fn replace(&self, id: &str, content: &str, _edited_at_ms: i64) -> Result<(), ContentError> {
-        sqlx::query("UPDATE message_contents SET content = ? WHERE message_id = ?")
-            .bind(content.to_owned())
-            .bind(id.to_owned())
-            .execute(&self.db.pool)
-            .await
-            .map_err(sql_error)?;
-        Ok(())
+    async fn replace(&self, id: &str, content: &str, edited_at_ms: i64) -> Result<(), ContentError> {
+        let mut tx = self.db.pool.begin().await.map_err(sql_error)?;
+        sql_versions::replace(&mut tx, id, content, edited_at_ms).await.map_err(sql_error)?;
+        tx.commit().await.map_err(sql_error)
+    }
+
+    async fn versions(&self, id: &str) -> Result<Vec<Version>, ContentError> {
+        // One transaction: the earlier versions and the current text of one moment.
+        let mut tx = self.db.pool.begin().await.map_err(sql_error)?;
+        let versions = sql_versions::read(&mut tx, id).await.map_err(sql_error)?;
+        tx.commit().await.map_err(sql_error)?;
+        Ok(versions)
     }
 
     async fn erase(&self, id: &str) -> Result<(), ContentError> {
-        sqlx::query("DELETE FROM message_contents WHERE message_id = ?")
-            .bind(id.to_owned())
-            .execute(&self.db.pool)
-            .await
-            .map_err(sql_error)?;
-        Ok(())
+        let mut tx = self.db.pool.begin().await.map_err(sql_error)?;
+        sql_versions::erase(&mut tx, id).await.map_err(sql_error)?;
+        tx.commit().await.map_err(sql_error)
     }
 
     async fn ping(&self) -> bool {
         self.db.ping().await
+    }
+}
+
+/// The SQL statements of content and its versions, for this store and for
+/// the writer's transactions (content in the metadata's database).
+pub mod sql_versions {
+    use sqlx::{AnyConnection, Row};
+
+    use super::Version;
+
+    /// A new text for a message: the one it replaces becomes an earlier version.
+    pub async fn replace(tx: &mut AnyConnection, id: &str, content: &str, at_ms: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO message_versions (content_id, content, at_ms) \
+             SELECT message_id, content, COALESCE(edited_at_ms, timestamp_ms) FROM message_contents WHERE message_id = ?",
+        )
+        .bind(id.to_owned())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE message_contents SET content = ?, edited_at_ms = ? WHERE message_id = ?")
+            .bind(content.to_owned())
+            .bind(at_ms)
+            .bind(id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Every version, oldest first, the current text last; none when the content is gone.
+    pub async fn read(tx: &mut AnyConnection, id: &str) -> Result<Vec<Version>, sqlx::Error> {
+        let current = sqlx::query(
+            "SELECT content, COALESCE(edited_at_ms, timestamp_ms) AS at_ms FROM message_contents WHERE message_id = ?",
+        )
+        .bind(id.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(current) = current else { return Ok(Vec::new()) };
+        let earlier = sqlx::query("SELECT content, at_ms FROM message_versions WHERE content_id = ? ORDER BY id")
+            .bind(id.to_owned())
+            .fetch_all(&mut *tx)
+            .await?;
+        earlier
+            .iter()
+            .chain(std::iter::once(&current))
+            .map(|row| Ok(Version { content: row.try_get("content")?, at_ms: row.try_get("at_ms")? }))
+            .collect()
+    }
+
+    /// The content and every earlier version, gone for good.
+    pub async fn erase(tx: &mut AnyConnection, id: &str) -> Result<(), sqlx::Error> {
+        for table in
+            ["DELETE FROM message_versions WHERE content_id = ?", "DELETE FROM message_contents WHERE message_id = ?"]
+        {
+            sqlx::query(table).bind(id.to_owned()).execute(&mut *tx).await?;
+        }
+        Ok(())
     }
 }
 
@@ -160,9 +227,35 @@ pub fn ids_filter(ids: &[String]) -> Document {
     doc! { "message_id": { "$in": ids } }
 }
 
-/// The update for an edit.
-pub fn replace_update(content: &str, edited_at_ms: i64) -> Document {
-    doc! { "$set": { "content": content, "edited_at": mongodb::bson::DateTime::from_millis(edited_at_ms) } }
+/// The update for an edit, as one pipeline stage (atomic on the document):
+/// the text it replaces, with the time it was written, joins `versions`.
+pub fn replace_update(content: &str, edited_at_ms: i64) -> Vec<Document> {
+    vec![doc! { "$set": {
+        "versions": { "$concatArrays": [
+            { "$ifNull": ["$versions", []] },
+            [{ "content": "$content", "at": { "$ifNull": ["$edited_at", "$timestamp"] } }],
+        ] },
+        "content": content,
+        "edited_at": mongodb::bson::DateTime::from_millis(edited_at_ms),
+    } }]
+}
+
+/// Every version in a stored document, oldest first, the current one last.
+pub fn versions_of(document: &Document) -> Vec<Version> {
+    let at = |document: &Document, key: &str| document.get_datetime(key).ok().map(|at| at.timestamp_millis());
+    let earlier = document.get_array("versions").map(|versions| versions.as_slice()).unwrap_or_default();
+    let earlier = earlier.iter().filter_map(|version| {
+        let version = version.as_document()?;
+        Some(Version { content: version.get_str("content").ok()?.to_owned(), at_ms: at(version, "at")? })
+    });
+    let current = document.get_str("content").ok().map(|content| Version {
+        content: content.to_owned(),
+        at_ms: at(document, "edited_at").or_else(|| at(document, "timestamp")).unwrap_or_default(),
+    });
+    match current {
+        Some(current) => earlier.chain(std::iter::once(current)).collect(),
+        None => Vec::new(),
+    }
 }
 
 /// `(message_id, content)` of a stored document.
@@ -244,7 +337,13 @@ impl ContentStore for MongoContentStore {
         Ok(())
     }
 
+    async fn versions(&self, id: &str) -> Result<Vec<Version>, ContentError> {
+        let document = self.collection.find_one(doc! { "message_id": id }).await.map_err(mongo_error)?;
+        Ok(document.as_ref().map(versions_of).unwrap_or_default())
+    }
+
     async fn erase(&self, id: &str) -> Result<(), ContentError> {
+        // The versions live in the document: they go with it.
         self.collection.delete_one(doc! { "message_id": id }).await.map_err(mongo_error)?;
         Ok(())
     }
@@ -286,11 +385,34 @@ mod tests {
     }
 
     #[test]
-    fn an_edit_sets_the_content_and_the_edit_time() {
+    fn an_edit_sets_the_content_and_the_edit_time_and_keeps_the_text_it_replaces() {
         let update = replace_update("new", 5);
-        let set = update.get_document("$set").unwrap();
+        assert_eq!(update.len(), 1, "one stage: atomic on the document");
+        let set = update[0].get_document("$set").unwrap();
         assert_eq!(set.get_str("content").unwrap(), "new");
         assert_eq!(set.get_datetime("edited_at").unwrap().timestamp_millis(), 5);
+        let appended = set.get_document("versions").unwrap().get_array("$concatArrays").unwrap();
+        let kept = appended[1].as_array().unwrap()[0].as_document().unwrap();
+        assert_eq!(kept.get_str("content").unwrap(), "$content", "the text before this stage");
+        assert_eq!(kept.get_document("at").unwrap(), &doc! { "$ifNull": ["$edited_at", "$timestamp"] });
+    }
+
+    #[test]
+    fn a_document_s_versions_are_oldest_first_with_the_current_last() {
+        let time = mongodb::bson::DateTime::from_millis;
+        let mut document = content_document(&sample());
+        assert_eq!(versions_of(&document), [Version { content: "héllo 👋".into(), at_ms: 1_767_268_800_123 }]);
+        document.insert("versions", vec![doc! { "content": "héllo 👋", "at": time(1_767_268_800_123) }]);
+        document.insert("content", "edited");
+        document.insert("edited_at", time(1_767_268_900_000));
+        assert_eq!(
+            versions_of(&document),
+            [
+                Version { content: "héllo 👋".into(), at_ms: 1_767_268_800_123 },
+                Version { content: "edited".into(), at_ms: 1_767_268_900_000 },
+            ]
+        );
+        assert!(versions_of(&doc! { "message_id": "x" }).is_empty(), "no content: no history");
     }
 
     #[test]

@@ -248,6 +248,23 @@ impl MessageStoreService for MessageStoreGrpc {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn get_edits(
+        &self,
+        request: Request<pb::GetEditsRequest>,
+    ) -> std::result::Result<Response<pb::EditHistory>, Status> {
+        let (caller_id, request) = acting(request)?;
+        let (row, _) = self.visible_message(request.message_id, caller_id).await?;
+        // A deleted message's history went with its content.
+        let versions = if row.is_deleted {
+            Vec::new()
+        } else {
+            self.content_store().versions(&row.content_id).await.map_err(MessageError::from)?
+        };
+        let versions = versions.into_iter().map(|v| pb::Version { content: v.content, at_ms: v.at_ms }).collect();
+        Ok(Response::new(pb::EditHistory { versions }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn delete_message(
         &self,
         request: Request<pb::DeleteMessageRequest>,

@@ -41,7 +41,7 @@ use telemetry::propagation::TracePairs;
 
 use crate::{
     batch::Batcher,
-    content::{ContentStore, StoredContent},
+    content::{ContentStore, StoredContent, sql_versions},
     domain::{Message, MessageRow},
     error::MessageError,
     placement::{Placement, SendKey, last_seqs, place},
@@ -289,9 +289,10 @@ impl Inner {
         for (index, (change, trace)) in jobs.iter().enumerate() {
             match change {
                 Change::Edit { row, content, at_ms } => {
+                    // The guarded mark first: it holds the message's row for the rest.
                     let edited = mark_edited(&mut tx, row.id, *at_ms).await?;
                     if edited && in_transaction {
-                        replace_content(&mut tx, &row.content_id, content).await?;
+                        sql_versions::replace(&mut tx, &row.content_id, content, *at_ms).await?;
                     }
                     let message = edited.then(|| Message {
                         row: MessageRow { edited_at_ms: Some(*at_ms), ..row.clone() },
@@ -305,7 +306,7 @@ impl Inner {
                 Change::Delete { row } => {
                     let deleted = mark_deleted(&mut tx, row.id).await?;
                     if deleted && in_transaction {
-                        erase_content(&mut tx, &row.content_id).await?;
+                        sql_versions::erase(&mut tx, &row.content_id).await?;
                     }
                     if deleted {
                         events.push(event(
@@ -612,27 +613,6 @@ async fn mark_deleted(tx: &mut AnyConnection, id: i64) -> std::result::Result<bo
         .execute(&mut *tx)
         .await?;
     Ok(done.rows_affected() == 1)
-}
-
-async fn erase_content(tx: &mut AnyConnection, content_id: &str) -> std::result::Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM message_contents WHERE message_id = ?")
-        .bind(content_id.to_owned())
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-async fn replace_content(
-    tx: &mut AnyConnection,
-    content_id: &str,
-    content: &str,
-) -> std::result::Result<(), sqlx::Error> {
-    sqlx::query("UPDATE message_contents SET content = ? WHERE message_id = ?")
-        .bind(content.to_owned())
-        .bind(content_id.to_owned())
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
 }
 
 /// How big batches are and how long they take.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a test that cannot unwrap has failed
 
 mod chats;
+mod edits;
 mod errors;
 mod hygiene;
 mod limits;

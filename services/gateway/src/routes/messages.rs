@@ -1,4 +1,4 @@
-//! `/api/v1/messages/...`: sending, history, edit and delete.
+//! `/api/v1/messages/...`: sending, history, edit (and its history) and delete.
 
 use axum::{Json, extract::State, http::StatusCode};
 use chat_proto::messages::{self as pb, get_history_request::Cursor};
@@ -7,7 +7,7 @@ use crate::{
     error::{ApiError, ErrorBody},
     extract::{AppJson, AppPath, AppQuery, AuthUser},
     messaging::{self, messages_error},
-    models::{EditMessageBody, HistoryPage, HistoryParams, Message, SendMessageBody, page},
+    models::{EditMessageBody, HistoryPage, HistoryParams, Message, MessageVersion, SendMessageBody, page},
     state::AppState,
 };
 
@@ -94,6 +94,26 @@ pub async fn edit(
     let request = pb::EditMessageRequest { message_id, content: body.content };
     let message = state.messages.clone().edit_message(caller.call(request)).await.map_err(messages_error)?.into_inner();
     Ok(Json(message.into()))
+}
+
+/// Every version of a message, oldest first: the original, then one per edit;
+/// the last is the current text. A deleted message's history is erased with it: `[]`.
+#[utoipa::path(
+    get, path = "/api/v1/messages/{message_id}/edits", tag = "messages",
+    params(("message_id" = i64, Path)),
+    responses(
+        (status = 200, body = [MessageVersion]),
+        (status = 404, description = "No such message, or not a participant of its chat", body = ErrorBody),
+    )
+)]
+pub async fn edits(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath(message_id): AppPath<i64>,
+) -> Result<Json<Vec<MessageVersion>>, ApiError> {
+    let request = pb::GetEditsRequest { message_id };
+    let history = state.messages.clone().get_edits(caller.call(request)).await.map_err(messages_error)?.into_inner();
+    Ok(Json(history.versions.into_iter().map(Into::into).collect()))
 }
 
 /// Delete a message (sender or chat admin); its content is erased. Broadcast as `message_deleted`.
