@@ -253,7 +253,11 @@ impl MessageStoreService for MessageStoreGrpc {
         request: Request<pb::GetEditsRequest>,
     ) -> std::result::Result<Response<pb::EditHistory>, Status> {
         let (caller_id, request) = acting(request)?;
-        let (row, _) = self.visible_message(request.message_id, caller_id).await?;
+        // As for chats: someone else's chat's message is 403, a message that does not exist 404.
+        let row = self.store.by_id(request.message_id).await?.ok_or_else(crate::error::message_not_found)?;
+        if !self.membership(row.chat_id, caller_id).await?.is_participant {
+            return Err(MessageError::Forbidden("you are not a participant of this message's chat".into()).into());
+        }
         // A deleted message's history went with its content.
         let versions = if row.is_deleted {
             Vec::new()

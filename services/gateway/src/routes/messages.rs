@@ -18,6 +18,7 @@ use crate::{
     responses(
         (status = 201, description = "Stored", body = Message),
         (status = 200, description = "A retry with a used client_msg_id: the original", body = Message),
+        (status = 400, description = "reply_to is not a message of this chat (nothing stored)", body = ErrorBody),
         (status = 403, description = "Not a participant", body = ErrorBody),
         (status = 404, description = "No such chat", body = ErrorBody),
         (status = 422, description = "Content empty, blank or over 10,000 characters", body = ErrorBody),
@@ -103,7 +104,8 @@ pub async fn edit(
     params(("message_id" = i64, Path)),
     responses(
         (status = 200, body = [MessageVersion]),
-        (status = 404, description = "No such message, or not a participant of its chat", body = ErrorBody),
+        (status = 403, description = "Not a participant of the message's chat", body = ErrorBody),
+        (status = 404, description = "No such message", body = ErrorBody),
     )
 )]
 pub async fn edits(
