@@ -257,6 +257,22 @@ impl TestDeployment {
         &self.stop
     }
 
+    /// A REST call to this deployment's gateway as `user`: the status, and the JSON body (null when none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        user: &TestUser,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(&user.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the gateway answers");
+        (response.status().as_u16(), response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// Another gateway replica in front of the same services.
     pub async fn another_gateway(&self) -> String {
         format!("http://{}", spawn_gateway_on(self.services.clone(), &self.subjects, &self.nats_url, &self.stop).await)

@@ -3,24 +3,9 @@
 //! `edited_at` — the last being the current text; participants only; erased
 //! with the message on delete (read from the store directly), on MariaDB and SQLite.
 
-use chat_tests::{TestDeployment, TestUser, spawn_deployment_on};
+use chat_tests::spawn_deployment_on;
 use serde_json::{Value, json};
 use sql_pool::{Backend, on_both_backends};
-
-async fn call(
-    app: &TestDeployment,
-    method: reqwest::Method,
-    path: &str,
-    user: &TestUser,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.http.request(method, app.url(path)).bearer_auth(&user.token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the gateway answers");
-    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
-}
 
 fn versions(history: &Value) -> Vec<(String, String)> {
     history
@@ -35,22 +20,22 @@ async fn every_version_is_kept_oldest_first_for_participants_and_erased_with_the
     let app = spawn_deployment_on(backend).await;
     let (alice, bob, carol) = (app.user("alice").await, app.user("bob").await, app.user("carol").await);
     let body = json!({"chat_type": "group", "name": "edits", "participant_ids": [bob.id]});
-    let (_, chat) = call(&app, reqwest::Method::POST, "/api/v1/chats/", &alice, Some(body)).await;
+    let (_, chat) = app.call(reqwest::Method::POST, "/api/v1/chats/", &alice, Some(body)).await;
     let chat_id = chat["id"].as_i64().unwrap();
     let tag = format!("{}-{}", std::process::id(), chat_id);
-    let (status, sent) = call(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/messages/",
-        &alice,
-        Some(json!({"chat_id": chat_id, "content": format!("v1 {tag}")})),
-    )
-    .await;
+    let (status, sent) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/messages/",
+            &alice,
+            Some(json!({"chat_id": chat_id, "content": format!("v1 {tag}")})),
+        )
+        .await;
     assert_eq!(status, 201);
     let id = sent["id"].as_i64().unwrap();
     let path = format!("/api/v1/messages/{id}/edits");
 
-    let (status, history) = call(&app, reqwest::Method::GET, &path, &bob, None).await;
+    let (status, history) = app.call(reqwest::Method::GET, &path, &bob, None).await;
     assert_eq!(status, 200);
     let original = (format!("v1 {tag}"), sent["timestamp"].as_str().unwrap().to_owned());
     assert_eq!(versions(&history), std::slice::from_ref(&original), "never edited: the original alone");
@@ -58,32 +43,27 @@ async fn every_version_is_kept_oldest_first_for_participants_and_erased_with_the
     let mut expected = vec![original];
     for n in 2..=3 {
         let content = format!("v{n} {tag}");
-        let (status, edited) = call(
-            &app,
-            reqwest::Method::PUT,
-            &format!("/api/v1/messages/{id}"),
-            &alice,
-            Some(json!({"content": content})),
-        )
-        .await;
+        let (status, edited) = app
+            .call(reqwest::Method::PUT, &format!("/api/v1/messages/{id}"), &alice, Some(json!({"content": content})))
+            .await;
         assert_eq!(status, 200);
         expected.push((content, edited["edited_at"].as_str().unwrap().to_owned()));
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let (_, history) = call(&app, reqwest::Method::GET, &path, &bob, None).await;
+    let (_, history) = app.call(reqwest::Method::GET, &path, &bob, None).await;
     assert_eq!(versions(&history), expected, "oldest first, each with its time; the last is the current text");
 
-    let (status, _) = call(&app, reqwest::Method::GET, &path, &carol, None).await;
+    let (status, _) = app.call(reqwest::Method::GET, &path, &carol, None).await;
     assert_eq!(status, 403, "not a participant (as for chats: 404 is for no such message)");
-    let (status, _) = call(&app, reqwest::Method::GET, "/api/v1/messages/999999999/edits", &alice, None).await;
+    let (status, _) = app.call(reqwest::Method::GET, "/api/v1/messages/999999999/edits", &alice, None).await;
     assert_eq!(status, 404);
 
     let like = format!("%{tag}%");
     let stored = |table: &str| format!("SELECT COUNT(*) AS n FROM {table} WHERE content LIKE '{like}'");
     assert_eq!(app.db_count(&stored("message_versions")).await, 2);
-    let (status, _) = call(&app, reqwest::Method::DELETE, &format!("/api/v1/messages/{id}"), &alice, None).await;
+    let (status, _) = app.call(reqwest::Method::DELETE, &format!("/api/v1/messages/{id}"), &alice, None).await;
     assert_eq!(status, 204);
-    let (status, history) = call(&app, reqwest::Method::GET, &path, &bob, None).await;
+    let (status, history) = app.call(reqwest::Method::GET, &path, &bob, None).await;
     assert_eq!((status, history), (200, json!([])), "erased with the message");
     assert_eq!(app.db_count(&stored("message_versions")).await, 0, "no earlier version is left in the store");
     assert_eq!(app.db_count(&stored("message_contents")).await, 0, "nor the current text");

@@ -13,36 +13,21 @@ use sql_pool::{Backend, on_both_backends};
 
 const WAIT: Duration = Duration::from_secs(5);
 
-async fn call(
-    app: &TestDeployment,
-    method: reqwest::Method,
-    path: &str,
-    user: &TestUser,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = app.http.request(method, app.url(path)).bearer_auth(&user.token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the gateway answers");
-    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
-}
-
 async fn group(app: &TestDeployment, owner: &TestUser, members: &[&TestUser]) -> i64 {
     let ids: Vec<i64> = members.iter().map(|member| member.id).collect();
     let body = json!({"chat_type": "group", "name": "replies", "participant_ids": ids});
-    let (status, chat) = call(app, reqwest::Method::POST, "/api/v1/chats/", owner, Some(body)).await;
+    let (status, chat) = app.call(reqwest::Method::POST, "/api/v1/chats/", owner, Some(body)).await;
     assert_eq!(status, 201, "{chat}");
     chat["id"].as_i64().unwrap()
 }
 
 async fn send(app: &TestDeployment, sender: &TestUser, body: Value) -> (u16, Value) {
-    call(app, reqwest::Method::POST, "/api/v1/messages/", sender, Some(body)).await
+    app.call(reqwest::Method::POST, "/api/v1/messages/", sender, Some(body)).await
 }
 
 async fn history(app: &TestDeployment, reader: &TestUser, chat_id: i64) -> Vec<Value> {
     let path = format!("/api/v1/messages/chat/{chat_id}?limit=100");
-    let (status, page) = call(app, reqwest::Method::GET, &path, reader, None).await;
+    let (status, page) = app.call(reqwest::Method::GET, &path, reader, None).await;
     assert_eq!(status, 200);
     page["messages"].as_array().cloned().unwrap_or_default()
 }
@@ -58,7 +43,7 @@ async fn a_reply_names_a_message_of_its_chat_and_anything_else_is_refused_with_n
     let (_, first) = send(&app, &alice, json!({"chat_id": chat_id, "content": "first"})).await;
     let (_, gone) = send(&app, &alice, json!({"chat_id": chat_id, "content": "gone"})).await;
     let (status, _) =
-        call(&app, reqwest::Method::DELETE, &format!("/api/v1/messages/{}", id_of(&gone)), &alice, None).await;
+        app.call(reqwest::Method::DELETE, &format!("/api/v1/messages/{}", id_of(&gone)), &alice, None).await;
     assert_eq!(status, 204);
     let (_, elsewhere) = send(&app, &alice, json!({"chat_id": elsewhere_chat, "content": "elsewhere"})).await;
     assert_eq!(first["reply_to"], Value::Null, "no reply: null");
@@ -108,12 +93,12 @@ async fn a_reply_names_a_message_of_its_chat_and_anything_else_is_refused_with_n
     assert_eq!(frame["message"]["reply_to"].as_i64(), Some(id_of(&first)));
     let (_, latest) =
         send(&app, &bob, json!({"chat_id": chat_id, "content": "latest", "reply_to": id_of(&first)})).await;
-    let (_, chats) = call(&app, reqwest::Method::GET, "/api/v1/chats/", &alice, None).await;
+    let (_, chats) = app.call(reqwest::Method::GET, "/api/v1/chats/", &alice, None).await;
     let listed = chats.as_array().unwrap().iter().find(|chat| chat["id"] == chat_id).unwrap().clone();
     assert_eq!(listed["last_message"]["id"], latest["id"]);
     assert_eq!(listed["last_message"]["reply_to"].as_i64(), Some(id_of(&first)));
     let path = format!("/api/v1/messages/{}", id_of(&latest));
-    let (status, edited) = call(&app, reqwest::Method::PUT, &path, &bob, Some(json!({"content": "edited"}))).await;
+    let (status, edited) = app.call(reqwest::Method::PUT, &path, &bob, Some(json!({"content": "edited"}))).await;
     assert_eq!((status, edited["reply_to"].as_i64()), (200, Some(id_of(&first))), "an edit keeps it");
 }
 
