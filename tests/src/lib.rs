@@ -265,12 +265,7 @@ impl TestDeployment {
         user: &TestUser,
         body: Option<serde_json::Value>,
     ) -> (u16, serde_json::Value) {
-        let mut request = self.http.request(method, self.url(path)).bearer_auth(&user.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the gateway answers");
-        (response.status().as_u16(), response.json().await.unwrap_or(serde_json::Value::Null))
+        rest_call(&self.http, &self.base_url, method, path, user, body).await
     }
 
     /// Another gateway replica in front of the same services.
@@ -303,26 +298,7 @@ impl TestDeployment {
 
     /// Registers and logs in a user whose name starts with `prefix`.
     pub async fn user(&self, prefix: &str) -> TestUser {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let username = format!("{prefix}_{n}_{}", std::process::id());
-        let email = format!("{username}@example.com");
-        let password = "password-123".to_owned();
-        let body = serde_json::json!({"username": username, "email": email, "password": password});
-        let response = self.http.post(self.url("/api/v1/users/register")).json(&body).send().await.expect("register");
-        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap_or_default());
-        let user: serde_json::Value = response.json().await.expect("JSON");
-        let login = serde_json::json!({"username": username, "password": password});
-        let response = self.http.post(self.url("/api/v1/users/login")).json(&login).send().await.expect("login");
-        assert_eq!(response.status(), 200);
-        let token: serde_json::Value = response.json().await.expect("JSON");
-        TestUser {
-            id: user["id"].as_i64().expect("an id"),
-            username,
-            email,
-            password,
-            token: token["access_token"].as_str().expect("a token").to_owned(),
-        }
+        register_user(&self.http, &self.base_url, prefix).await
     }
 }
 
@@ -532,6 +508,47 @@ pub fn built_binary(name: &str) -> std::path::PathBuf {
 
 /// A gateway running as a child process.
 pub type GatewayProcess = ServiceProcess;
+
+/// Registers and logs in, on the gateway at `base_url`, a user whose name starts with `prefix`.
+pub async fn register_user(http: &reqwest::Client, base_url: &str, prefix: &str) -> TestUser {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let username = format!("{prefix}_{n}_{}", std::process::id());
+    let email = format!("{username}@example.com");
+    let password = "password-123".to_owned();
+    let body = serde_json::json!({"username": username, "email": email, "password": password});
+    let response = http.post(format!("{base_url}/api/v1/users/register")).json(&body).send().await.expect("register");
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap_or_default());
+    let user: serde_json::Value = response.json().await.expect("JSON");
+    let login = serde_json::json!({"username": username, "password": password});
+    let response = http.post(format!("{base_url}/api/v1/users/login")).json(&login).send().await.expect("login");
+    assert_eq!(response.status(), 200);
+    let token: serde_json::Value = response.json().await.expect("JSON");
+    TestUser {
+        id: user["id"].as_i64().expect("an id"),
+        username,
+        email,
+        password,
+        token: token["access_token"].as_str().expect("a token").to_owned(),
+    }
+}
+
+/// A REST call to the gateway at `base_url` as `user`: the status, and the JSON body (null when none).
+pub async fn rest_call(
+    http: &reqwest::Client,
+    base_url: &str,
+    method: reqwest::Method,
+    path: &str,
+    user: &TestUser,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut request = http.request(method, format!("{base_url}{path}")).bearer_auth(&user.token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("the gateway answers");
+    (response.status().as_u16(), response.json().await.unwrap_or(serde_json::Value::Null))
+}
 
 /// The standalone `chat-server` binary on `port`, its data in `data_dir`
 /// (no rate limits: tests send faster than people do).

@@ -104,13 +104,29 @@ async fn a_reply_names_a_message_of_its_chat_and_anything_else_is_refused_with_n
 
 on_both_backends!(a_reply_names_a_message_of_its_chat_and_anything_else_is_refused_with_nothing_stored);
 
-async fn a_reply_frame_is_stored_like_a_rest_reply_and_a_bad_one_is_a_validation_error(backend: Backend) {
+/// alice and bob in a chat with alice's first message in it, and a message
+/// of alice's in another chat of hers.
+struct Scene {
+    app: TestDeployment,
+    alice: TestUser,
+    bob: TestUser,
+    chat_id: i64,
+    first: Value,
+    elsewhere: Value,
+}
+
+async fn scene(backend: Backend) -> Scene {
     let app = spawn_deployment_on(backend).await;
     let (alice, bob) = (app.user("alice").await, app.user("bob").await);
     let chat_id = group(&app, &alice, &[&bob]).await;
     let other = group(&app, &alice, &[]).await;
     let (_, first) = send(&app, &alice, json!({"chat_id": chat_id, "content": "first"})).await;
     let (_, elsewhere) = send(&app, &alice, json!({"chat_id": other, "content": "elsewhere"})).await;
+    Scene { app, alice, bob, chat_id, first, elsewhere }
+}
+
+async fn a_reply_frame_is_stored_like_a_rest_reply_and_a_bad_one_is_a_validation_error(backend: Backend) {
+    let Scene { app, alice, bob, chat_id, first, elsewhere } = scene(backend).await;
     let mut socket = ChatSocket::connect_ready(&app.base_url, chat_id, &bob.token, None).await.unwrap();
 
     socket
@@ -140,12 +156,7 @@ async fn a_reply_frame_is_stored_like_a_rest_reply_and_a_bad_one_is_a_validation
 on_both_backends!(a_reply_frame_is_stored_like_a_rest_reply_and_a_bad_one_is_a_validation_error);
 
 async fn refused_and_accepted_replies_committed_together_leave_seqs_gap_free(backend: Backend) {
-    let app = spawn_deployment_on(backend).await;
-    let (alice, bob) = (app.user("alice").await, app.user("bob").await);
-    let chat_id = group(&app, &alice, &[&bob]).await;
-    let other = group(&app, &alice, &[]).await;
-    let (_, first) = send(&app, &alice, json!({"chat_id": chat_id, "content": "first"})).await;
-    let (_, elsewhere) = send(&app, &alice, json!({"chat_id": other, "content": "elsewhere"})).await;
+    let Scene { app, alice, bob, chat_id, first, elsewhere } = scene(backend).await;
     // Forty sends at once (batched together by the writer), every other one refused.
     let sends = (0..40).map(|n| {
         let target = if n % 2 == 0 { first["id"].clone() } else { elsewhere["id"].clone() };

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chat_tests::{
-    ServiceProcess, TestDeployment, TestUser, free_port, spawn_deployment, standalone_server,
+    ServiceProcess, TestDeployment, TestUser, free_port, register_user, rest_call, spawn_deployment, standalone_server,
     ws::{ChatSocket, Closed},
 };
 use serde_json::{Value, json};
@@ -48,25 +48,9 @@ impl Target {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base_url)
-    }
-
     /// Registers and logs in a user whose name starts with `prefix`.
     async fn user(&self, prefix: &str) -> TestUser {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let username = format!("{prefix}_{n}_{}", std::process::id());
-        let (email, password) = (format!("{username}@example.com"), "password-123".to_owned());
-        let body = json!({"username": username, "email": email, "password": password});
-        let response = self.http.post(self.url("/api/v1/users/register")).json(&body).send().await.unwrap();
-        assert_eq!(response.status(), 201);
-        let id = response.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-        let login = json!({"username": username, "password": password});
-        let token: Value =
-            self.http.post(self.url("/api/v1/users/login")).json(&login).send().await.unwrap().json().await.unwrap();
-        let token = token["access_token"].as_str().unwrap().to_owned();
-        TestUser { id, username, email, password, token }
+        register_user(&self.http, &self.base_url, prefix).await
     }
 }
 
@@ -113,13 +97,7 @@ struct Rest<'a> {
 
 impl Rest<'_> {
     async fn call(&self, method: reqwest::Method, path: &str, user: &TestUser, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.app.http.request(method, self.app.url(path)).bearer_auth(&user.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the gateway answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        rest_call(&self.app.http, &self.app.base_url, method, path, user, body).await
     }
 
     async fn group(&self, owner: &TestUser, members: &[&TestUser]) -> i64 {

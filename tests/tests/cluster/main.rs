@@ -7,7 +7,7 @@
 use std::{collections::HashSet, time::Duration};
 
 use chat_tests::{
-    NatsProcess, TestDeployment, TestUser, spawn_deployment, spawn_deployment_with,
+    NatsProcess, TestDeployment, TestUser, rest_call, spawn_deployment, spawn_deployment_with,
     ws::{ChatSocket, Closed},
 };
 use serde_json::{Value, json};
@@ -564,12 +564,8 @@ async fn call(
     body: Option<Value>,
     want: u16,
 ) {
-    let mut request = app.http.request(method.clone(), format!("{base_url}{path}")).bearer_auth(&user.token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), want, "{method} {path}: {:?}", response.text().await);
+    let (status, answer) = rest_call(&app.http, base_url, method.clone(), path, user, body).await;
+    assert_eq!(status, want, "{method} {path}: {answer}");
 }
 
 /// Frames about `chat_id` (no pongs), until the socket is quiet for `quiet` or closes.
