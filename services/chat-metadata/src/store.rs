@@ -360,17 +360,16 @@ impl ChatStore {
             .await?
             .try_get("name")?;
         // Compared here, byte for byte (a case-insensitive collation would call "Team" and "team" equal).
-        let renamed = current.as_deref() != Some(name.as_str());
-        sqlx::query("UPDATE chats SET name = ? WHERE id = ?")
-            .bind(name.as_str())
-            .bind(chat_id)
-            .execute(&mut *tx)
-            .await?;
-        let event = if renamed {
+        let event = if current.as_deref() == Some(name.as_str()) {
+            None
+        } else {
+            sqlx::query("UPDATE chats SET name = ? WHERE id = ?")
+                .bind(name.as_str())
+                .bind(chat_id)
+                .execute(&mut *tx)
+                .await?;
             let kind = Kind::ChatUpdated(ChatUpdated { name: name.as_str().to_owned(), by_user_id: by });
             Some(self.stage_chat_event(&mut tx, chat_id, kind).await?)
-        } else {
-            None
         };
         tx.commit().await?;
         self.announce(event.into_iter().collect()).await;

@@ -335,19 +335,17 @@ impl Inner {
             let new: Vec<&NewMessage> = sends.iter().map(|(_, new, _)| *new).collect();
             let placed = insert_sends(&mut tx, self.db.backend, in_transaction, &new).await?;
             for ((index, new, trace), placed) in sends.iter().zip(placed) {
-                outcomes[*index] = Some(Ok(match placed {
+                outcomes[*index] = Some(match placed {
                     Placed::Created(row) => {
                         let message = Message { row, content: new.content.clone() };
                         events.push(event(new.chat_id, Kind::NewMessage(message.clone().into()), trace));
-                        Outcome::Created(message)
+                        Ok(Outcome::Created(message))
                     }
-                    Placed::Repeated(row) => Outcome::Repeated(row),
+                    Placed::Repeated(row) => Ok(Outcome::Repeated(row)),
                     Placed::Refused => {
-                        outcomes[*index] =
-                            Some(Err(MessageError::Rule("reply_to must be the id of a message of this chat".into())));
-                        continue;
+                        Err(MessageError::Rule("reply_to must be the id of a message of this chat".into()))
                     }
-                }));
+                });
             }
         }
         self.sink.stage(&mut tx, &events).await?;
