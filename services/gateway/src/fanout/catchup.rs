@@ -83,19 +83,27 @@ const BASELINE_WAIT: Duration = Duration::from_secs(2);
 pub const CATCH_UP_MARGIN_MS: i64 = 2_000;
 
 impl Inner {
-    /// The room's starting point: the chat's newest message now.
-    pub(super) async fn baseline(&self, room: &Room) {
+    /// The chat's newest `limit` messages, for a baseline; `None` (logged)
+    /// when message-store does not answer in time: the room then takes the
+    /// bus as it comes.
+    async fn newest_page(&self, room: &Room, limit: u32) -> Option<messages::HistoryPage> {
         // A fan-out read (no acting user): the room's sockets were each checked at connect.
-        let request = GetHistoryRequest { chat_id: room.chat_id, limit: 1, cursor: None };
+        let request = GetHistoryRequest { chat_id: room.chat_id, limit, cursor: None };
         let newest = tokio::time::timeout(BASELINE_WAIT, self.messages.clone().get_history(request)).await;
         match newest.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("baseline"))) {
-            Ok(page) => {
-                let newest = page.into_inner().messages.pop().map(|newest| (newest.id, newest.seq));
-                room.state.lock().await.order.baseline(newest);
-            }
+            Ok(page) => Some(page.into_inner()),
             Err(status) => {
-                tracing::warn!(chat_id = room.chat_id, code = ?status.code(), "no history baseline; taking the bus as it comes")
+                tracing::warn!(chat_id = room.chat_id, code = ?status.code(), "no history baseline; taking the bus as it comes");
+                None
             }
+        }
+    }
+
+    /// The room's starting point: the chat's newest message now.
+    pub(super) async fn baseline(&self, room: &Room) {
+        if let Some(mut page) = self.newest_page(room, 1).await {
+            let newest = page.messages.pop().map(|newest| (newest.id, newest.seq));
+            room.state.lock().await.order.baseline(newest);
         }
     }
 
@@ -104,15 +112,7 @@ impl Inner {
     /// the room opened) are returned, to deliver after the join's frame.
     /// (Message and join times come from two services' clocks.)
     pub(super) async fn baseline_before(&self, room: &Room, joined_at_ms: i64) -> Vec<messages::Message> {
-        let request = GetHistoryRequest { chat_id: room.chat_id, limit: 100, cursor: None };
-        let newest = tokio::time::timeout(BASELINE_WAIT, self.messages.clone().get_history(request)).await;
-        let page = match newest.unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("baseline"))) {
-            Ok(page) => page.into_inner(),
-            Err(status) => {
-                tracing::warn!(chat_id = room.chat_id, code = ?status.code(), "no history baseline; taking the bus as it comes");
-                return Vec::new();
-            }
-        };
+        let Some(page) = self.newest_page(room, 100).await else { return Vec::new() };
         let (before, since_join) = split_at_join(page.messages, page.has_more, joined_at_ms);
         let mut state = room.state.lock().await;
         state.order.baseline(before);

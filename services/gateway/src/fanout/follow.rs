@@ -123,15 +123,10 @@ impl Inner {
         let Some(frame) = event.kind.and_then(|kind| room::frame_of(chat_id, event.at_ms, kind)) else { return };
         let frame: super::Queued = Arc::new(super::Outbound::Frame(frame.to_json().into()));
         for socket in followers {
-            let (room, first_of_user) = self.registry.enter(chat_id, &socket);
+            // Its own frame first, then whatever the room brings.
             socket.offer(&frame);
-            if let Err(error) = self.make_live(&room, None).await {
+            if let Err(error) = self.enter_live(chat_id, &socket).await {
                 tracing::warn!(%error, chat_id, "cannot open the room of a chat a user joined");
-                self.exit(chat_id, &socket).await;
-                continue;
-            }
-            if first_of_user {
-                self.came_online(&room, socket.user_id).await;
             }
         }
     }
@@ -141,18 +136,28 @@ impl Inner {
     pub(super) async fn follow_listed(&self, socket: &SocketHandle, chats: Vec<i64>) -> anyhow::Result<()> {
         let chats = self.registry.listed(socket, chats);
         let opened: Vec<anyhow::Result<()>> = futures::stream::iter(chats)
-            .map(|chat_id| async move {
-                let (room, first_of_user) = self.registry.enter(chat_id, socket);
-                self.make_live(&room, None).await?;
-                if first_of_user {
-                    self.came_online(&room, socket.user_id).await;
-                }
-                Ok(())
-            })
+            .map(|chat_id| self.enter_live(chat_id, socket))
             .buffer_unordered(OPENING_AT_ONCE)
             .collect()
             .await;
         opened.into_iter().collect()
+    }
+
+    /// Puts a socket in the chat's room and makes sure the room listens
+    /// (opening it if it is new); its user comes online there with their
+    /// first socket. When the room cannot open, the socket is out again.
+    pub(super) async fn enter_live(&self, chat_id: i64, socket: &SocketHandle) -> anyhow::Result<()> {
+        let (room, first_of_user) = self.registry.enter(chat_id, socket);
+        // Opening a room (bus subscription, baseline) happens outside every lock:
+        // a slow message-store delays this chat's first socket, nobody else.
+        if let Err(error) = self.make_live(&room, None).await {
+            self.exit(chat_id, socket).await;
+            return Err(error);
+        }
+        if first_of_user {
+            self.came_online(&room, socket.user_id).await;
+        }
+        Ok(())
     }
 
     /// Takes a socket out of one room; its user's presence there ends with their last socket.
@@ -169,12 +174,6 @@ pub(super) async fn membership_loop(hub: Weak<Inner>, mut changes: BoxStream<'st
     let mut reconnections = inner.bus.reconnections();
     drop(inner);
     loop {
-        let reconnected = async {
-            match reconnections.as_mut() {
-                Some(receiver) => receiver.changed().await.is_ok(),
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             change = changes.next() => {
                 let Some(change) = change else { return };
@@ -184,7 +183,7 @@ pub(super) async fn membership_loop(hub: Weak<Inner>, mut changes: BoxStream<'st
                     Err(error) => tracing::warn!(%error, "an undecodable membership event"),
                 }
             }
-            true = reconnected => {
+            Some(_) = super::reconnected(&mut reconnections) => {
                 let Some(inner) = hub.upgrade() else { return };
                 let since_ms = inner.bus.lost_at_ms() - CATCH_UP_MARGIN_MS;
                 let topic = inner.subjects.membership_topic();

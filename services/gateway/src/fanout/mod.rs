@@ -85,6 +85,17 @@ impl Drop for Inner {
     }
 }
 
+/// The bus's next reconnection (its count); never, for a bus that cannot lose its connection.
+async fn reconnected(reconnections: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<u64> {
+    match reconnections {
+        Some(receiver) => {
+            receiver.changed().await.ok()?;
+            Some(*receiver.borrow_and_update())
+        }
+        None => std::future::pending().await,
+    }
+}
+
 impl Hub {
     /// A hub for this replica; starts its heartbeat, its answering of
     /// presence questions and its membership listener.
@@ -130,17 +141,10 @@ impl Hub {
     /// Puts a new socket of `user_id` in the chat's room (opening the room if
     /// it is new). Events published from now on reach it.
     pub async fn join(&self, chat_id: i64, user_id: i64) -> anyhow::Result<(SocketHandle, Registration)> {
-        let inner = &self.inner;
-        let (socket, registration) = inner.registry.connect(user_id, SocketKind::Chat, SOCKET_QUEUE);
-        let (room, first_of_user) = inner.registry.enter(chat_id, &socket);
-        // Opening a room (bus subscription, baseline) happens outside every lock:
-        // a slow message-store delays this chat's first socket, nobody else.
-        if let Err(error) = inner.make_live(&room, None).await {
-            self.leave(chat_id, &socket).await;
+        let (socket, registration) = self.inner.registry.connect(user_id, SocketKind::Chat, SOCKET_QUEUE);
+        if let Err(error) = self.inner.enter_live(chat_id, &socket).await {
+            self.inner.registry.disconnect(&socket);
             return Err(error);
-        }
-        if first_of_user {
-            inner.came_online(&room, user_id).await;
         }
         self.closed_if_draining(&socket);
         Ok((socket, registration))

@@ -108,23 +108,24 @@ impl Registry {
     /// A user socket has listed its user's chats: those still to follow (the
     /// list without the chats the user left while it was being read).
     pub fn listed(&self, socket: &SocketHandle, mut chats: Vec<i64>) -> Vec<i64> {
-        let mut users = shard(&self.users, socket.user_id);
-        let follows = users
-            .get_mut(&socket.user_id)
-            .and_then(|connections| connections.iter_mut().find(|c| c.handle.id == socket.id))
-            .and_then(|connection| connection.follows.as_mut());
-        let Some(follows) = follows else { return Vec::new() };
-        let left = follows.listing.take().unwrap_or_default();
-        chats.retain(|chat| !left.contains(chat));
-        chats
+        self.with_follows(socket, |follows| {
+            let left = follows.listing.take().unwrap_or_default();
+            chats.retain(|chat| !left.contains(chat));
+            chats
+        })
+        .unwrap_or_default()
     }
 
     /// Whether a user socket follows the chat now.
     pub fn follows(&self, socket: &SocketHandle, chat_id: i64) -> bool {
-        let users = shard(&self.users, socket.user_id);
-        let connection =
-            users.get(&socket.user_id).and_then(|connections| connections.iter().find(|c| c.handle.id == socket.id));
-        connection.and_then(|c| c.follows.as_ref()).is_some_and(|follows| follows.chats.contains(&chat_id))
+        self.with_follows(socket, |follows| follows.chats.contains(&chat_id)).unwrap_or(false)
+    }
+
+    /// `act` on what a connected user socket follows; `None` for another socket, or one gone.
+    fn with_follows<R>(&self, socket: &SocketHandle, act: impl FnOnce(&mut Follows) -> R) -> Option<R> {
+        let mut users = shard(&self.users, socket.user_id);
+        let connection = users.get_mut(&socket.user_id)?.iter_mut().find(|c| c.handle.id == socket.id)?;
+        connection.follows.as_deref_mut().map(act)
     }
 
     /// The user left the chat: their user sockets follow it no more (and one
@@ -160,15 +161,11 @@ impl Registry {
 
     /// Notes that a user socket is in the chat's room (it entered it, or the room let it in).
     pub fn followed(&self, socket: &SocketHandle, chat_id: i64) {
-        let mut users = shard(&self.users, socket.user_id);
-        let connection = users
-            .get_mut(&socket.user_id)
-            .and_then(|connections| connections.iter_mut().find(|c| c.handle.id == socket.id));
-        if let Some(follows) = connection.and_then(|connection| connection.follows.as_mut())
-            && !follows.chats.contains(&chat_id)
-        {
-            follows.chats.push(chat_id);
-        }
+        self.with_follows(socket, |follows| {
+            if !follows.chats.contains(&chat_id) {
+                follows.chats.push(chat_id);
+            }
+        });
     }
 
     /// Takes a socket out of the chat's room: the room, and whether the

@@ -283,28 +283,25 @@ impl Inner {
             return false;
         }
         let (chat_id, at_ms) = (event.chat_id, event.at_ms);
-        match &kind {
+        let removed = match &kind {
+            // The user's user sockets follow the chat from this frame on.
             Kind::ParticipantAdded(change) => {
-                // The user's user sockets follow the chat from this frame on.
                 self.let_followers_in(room, change.user_id).await;
+                None
             }
-            Kind::ParticipantRemoved(change) => {
-                // Their sockets hear that much, then nothing more.
-                let user_id = change.user_id;
-                if let Some(frame) = frame_of(chat_id, at_ms, kind) {
-                    room.broadcast_frame(&frame, None);
-                }
-                self.registry.left(user_id, chat_id);
-                if room.expel(user_id) {
-                    self.went_offline(room, user_id).await;
-                }
-                self.registry.retire_if_empty(room);
-                return true;
-            }
-            _ => {}
-        }
+            Kind::ParticipantRemoved(change) => Some(change.user_id),
+            _ => None,
+        };
         if let Some(frame) = frame_of(chat_id, at_ms, kind) {
             room.broadcast_frame(&frame, None);
+        }
+        // A removed user's sockets heard that much, then nothing more.
+        if let Some(user_id) = removed {
+            self.registry.left(user_id, chat_id);
+            if room.expel(user_id) {
+                self.went_offline(room, user_id).await;
+            }
+            self.registry.retire_if_empty(room);
         }
         true
     }
@@ -363,12 +360,6 @@ async fn room_loop(hub: std::sync::Weak<Inner>, room: Arc<Room>, mut traffic: Bo
     drop(inner);
     let mut tick = tokio::time::interval(TICK);
     loop {
-        let reconnected = async {
-            match reconnections.as_mut() {
-                Some(receiver) => receiver.changed().await.ok().map(|()| *receiver.borrow_and_update()),
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = room.retired.notified() => return,
             Some(traffic) = traffic.next() => {
@@ -387,7 +378,7 @@ async fn room_loop(hub: std::sync::Weak<Inner>, room: Arc<Room>, mut traffic: Bo
                     }
                 }
             }
-            Some(generation) = reconnected => {
+            Some(generation) = super::reconnected(&mut reconnections) => {
                 let Some(inner) = hub.upgrade() else { return };
                 tracing::debug!(chat_id = room.chat_id, "the bus reconnected: catching up");
                 // Live events wait meanwhile: what the stream kept comes first.

@@ -106,6 +106,16 @@ pub enum ClientFrame {
     Ping,
 }
 
+impl ClientFrame {
+    /// Its `client_msg_id`, to echo in an error about the frame.
+    pub fn into_client_msg_id(self) -> Option<String> {
+        match self {
+            Self::Message { client_msg_id, .. } => client_msg_id,
+            Self::Typing { .. } | Self::Ping => None,
+        }
+    }
+}
+
 /// Why a client frame was refused: becomes an error frame; the socket stays open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameError {
@@ -195,11 +205,8 @@ pub fn parse_client_frame(text: &str, scope: Scope) -> Result<(Option<i64>, Clie
         other => return Err(bad(&format!("unknown frame type {other:?}"), client_msg_id)),
     };
     if chat_id.is_none() && frame != ClientFrame::Ping {
-        let client_msg_id = match frame {
-            ClientFrame::Message { client_msg_id, .. } => client_msg_id,
-            _ => None,
-        };
-        return Err(bad("chat_id is required on a user socket (only ping may omit it)", client_msg_id));
+        let detail = "chat_id is required on a user socket (only ping may omit it)";
+        return Err(bad(detail, frame.into_client_msg_id()));
     }
     Ok((chat_id, frame))
 }

@@ -373,15 +373,8 @@ impl Connection<'_> {
             && self.scope == Scope::User
             && !self.state.hub.follows(self.socket, chat_id)
         {
-            let client_msg_id = match frame {
-                ClientFrame::Message { client_msg_id, .. } => client_msg_id,
-                _ => None,
-            };
-            return error(FrameError::new(
-                ErrorCode::Forbidden,
-                "you are not a participant of this chat",
-                client_msg_id,
-            ));
+            let detail = "you are not a participant of this chat";
+            return error(FrameError::new(ErrorCode::Forbidden, detail, frame.into_client_msg_id()));
         }
         match frame {
             ClientFrame::Ping => {
