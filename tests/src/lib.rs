@@ -124,8 +124,94 @@ pub async fn spawn_deployment_on(backend: Backend) -> TestDeployment {
 /// Every service as its own server on port 0, over a fresh database of this
 /// backend and the NATS server at `nats_url`.
 pub async fn spawn_deployment_with(backend: Backend, nats_url: &str) -> TestDeployment {
-    telemetry::init_for_tests();
     let db = TestDatabase::new(backend, "deploy");
+    let url = db.url.clone();
+    spawn_deployment_over(db, url, nats_url).await
+}
+
+/// A deployment on MariaDB whose services connect as a database user of
+/// their own, so that the statements they run can be counted.
+pub async fn spawn_counted_deployment() -> (TestDeployment, StatementCounter) {
+    let db = TestDatabase::new(Backend::MySql, "deploy");
+    let (counter, url) = StatementCounter::create(&db.url).await;
+    (spawn_deployment_over(db, url, &nats_url()).await, counter)
+}
+
+/// The statements one MariaDB user ran (`information_schema.USER_STATISTICS`,
+/// with `userstat` on): every query of a deployment's services when they are
+/// its only connections as that user.
+pub struct StatementCounter {
+    user: String,
+    root: Url,
+}
+
+impl StatementCounter {
+    /// A user with every right on the database of `db_url`; the URL to connect as them.
+    pub async fn create(db_url: &Url) -> (Self, Url) {
+        let database = db_url.path().trim_start_matches('/').to_owned();
+        let user = format!("u{}", &database[database.len().saturating_sub(16)..]);
+        let mut root = db_url.clone();
+        root.set_path("mysql");
+        let counter = Self { user: user.clone(), root };
+        for statement in [
+            "SET GLOBAL userstat = 1".to_owned(),
+            format!("CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{user}'"),
+            format!("GRANT ALL PRIVILEGES ON `{database}`.* TO '{user}'@'%'"),
+        ] {
+            counter.run(&statement).await;
+        }
+        let mut url = db_url.clone();
+        url.set_username(&user).expect("a user name");
+        url.set_password(Some(&user)).expect("a password");
+        (counter, url)
+    }
+
+    async fn run(&self, statement: &str) {
+        let db = sql_pool::Db::connect(&self.root, &sql_pool::PoolSettings::default()).await.expect("MariaDB");
+        sqlx::query(statement).execute(&db.pool).await.unwrap_or_else(|error| panic!("{statement}: {error}"));
+    }
+
+    /// Statements run so far by the user (selects, writes and the rest).
+    pub async fn statements(&self) -> i64 {
+        use sqlx::Row as _;
+        let db = sql_pool::Db::connect(&self.root, &sql_pool::PoolSettings::default()).await.expect("MariaDB");
+        let row = sqlx::query(
+            "SELECT CAST(SELECT_COMMANDS + UPDATE_COMMANDS + OTHER_COMMANDS AS SIGNED) AS n \
+             FROM information_schema.USER_STATISTICS WHERE USER = ?",
+        )
+        .bind(self.user.clone())
+        .fetch_optional(&db.pool)
+        .await
+        .expect("USER_STATISTICS");
+        row.map_or(0, |row| row.try_get("n").expect("a number"))
+    }
+
+    /// How many statements `work` made the services run.
+    pub async fn during<T>(&self, work: impl Future<Output = T>) -> (T, i64) {
+        let before = self.statements().await;
+        let result = work.await;
+        (result, self.statements().await - before)
+    }
+}
+
+impl Drop for StatementCounter {
+    fn drop(&mut self) {
+        let (root, user) = (self.root.clone(), self.user.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let db = sql_pool::Db::connect(&root, &sql_pool::PoolSettings::default()).await.ok()?;
+                sqlx::query(&format!("DROP USER IF EXISTS '{user}'@'%'")).execute(&db.pool).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Every service as its own server on port 0, over `db` (the services
+/// connecting with `services_url`) and the NATS server at `nats_url`.
+async fn spawn_deployment_over(db: TestDatabase, services_url: Url, nats_url: &str) -> TestDeployment {
+    telemetry::init_for_tests();
     let (stop, _) = watch::channel(false);
     let subjects = Subjects::new(unique_prefix("deploy")).expect("a valid prefix");
     let bus = NatsBus::connect(nats_url, "chat-tests").await.expect("NATS is reachable (tests/run.sh starts it)");
@@ -133,16 +219,17 @@ pub async fn spawn_deployment_with(backend: Backend, nats_url: &str) -> TestDepl
     let delivery = Delivery::jetstream(bus.clone(), subjects.clone(), StreamSettings::default());
 
     let mut settings =
-        auth::Settings::from_env_with(db.url.clone(), SecretString::from(SECRET), security()).expect("settings");
+        auth::Settings::from_env_with(services_url.clone(), SecretString::from(SECRET), security()).expect("settings");
     settings.grpc_addr = loopback();
     let auth = auth::Application::build(settings)
         .await
-        .unwrap_or_else(|error| panic!("cannot start auth on MariaDB ({}): {error:#}", db.url));
+        .unwrap_or_else(|error| panic!("cannot start auth on MariaDB ({}): {error:#}", services_url));
     let auth_url = url_of(auth.local_addr());
     tokio::spawn(auth.run_until_stopped(until(&stop)));
 
-    let mut settings = chat_metadata::Settings::from_env_with(db.url.clone(), SecretString::from(SECRET), security())
-        .expect("settings");
+    let mut settings =
+        chat_metadata::Settings::from_env_with(services_url.clone(), SecretString::from(SECRET), security())
+            .expect("settings");
     settings.grpc_addr = loopback();
     settings.auth_url = auth_url.clone();
     let metadata = chat_metadata::Application::build(settings, delivery.clone()).await.expect("chat-metadata starts");
@@ -150,7 +237,7 @@ pub async fn spawn_deployment_with(backend: Backend, nats_url: &str) -> TestDepl
     tokio::spawn(metadata.run_until_stopped(until(&stop)));
 
     let mut settings = message_store::Settings::from_env_with(
-        db.url.clone(),
+        services_url.clone(),
         message_store::ContentBackend::Sql,
         SecretString::from(SECRET),
         security(),

@@ -140,8 +140,9 @@ impl ChatMetadataGrpc {
                     return Err(MetadataError::Rule("a direct chat needs another user than yourself".into()));
                 }
                 let members = self.members(&[caller_id, other]).await?;
-                let (chat, created, _) = self.store.find_or_create_direct(&members[0], &members[1], now_ms()).await?;
-                Ok(pb::CreateChatResponse { chat: Some(chat.into()), created })
+                let (chat, created, joined_user_ids) =
+                    self.store.find_or_create_direct(&members[0], &members[1], now_ms()).await?;
+                Ok(pb::CreateChatResponse { chat: Some(chat.into()), created, joined_user_ids })
             }
             Ok(pb::ChatType::Group) => {
                 let name = GroupName::parse(request.name)?;
@@ -154,7 +155,8 @@ impl ChatMetadataGrpc {
                 let mut members = self.members(&[&[caller_id][..], &others].concat()).await?;
                 let creator = members.remove(0);
                 let chat = self.store.create_group(&name, &creator, &members, now_ms()).await?;
-                Ok(pb::CreateChatResponse { chat: Some(chat.into()), created: true })
+                let joined_user_ids = chat.participants.iter().map(|participant| participant.user_id).collect();
+                Ok(pb::CreateChatResponse { chat: Some(chat.into()), created: true, joined_user_ids })
             }
             _ => Err(MetadataError::invalid("chat_type", "must be \"direct\" or \"group\"")),
         }
@@ -267,9 +269,10 @@ impl ChatMetadataService for ChatMetadataGrpc {
             return Err(MetadataError::Rule(format!("a group has at most {MAX_GROUP_MEMBERS} members")).into());
         }
         let members = self.members(&ids).await?;
-        self.store.add(request.chat_id, &members, now_ms(), caller_id).await?;
+        let joined_user_ids = self.store.add(request.chat_id, &members, now_ms(), caller_id).await?;
         let chat = self.store.chat(request.chat_id).await?.ok_or_else(crate::error::chat_not_found)?;
-        Ok(Response::new(pb::ParticipantList { participants: chat.participants.into_iter().map(Into::into).collect() }))
+        let participants = chat.participants.into_iter().map(Into::into).collect();
+        Ok(Response::new(pb::ParticipantList { participants, joined_user_ids }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -304,6 +307,7 @@ impl ChatMetadataService for ChatMetadataGrpc {
         let access = self.access(request.chat_id, caller_id).await?;
         Ok(Response::new(pb::ParticipantList {
             participants: access.chat.participants.into_iter().map(Into::into).collect(),
+            joined_user_ids: Vec::new(),
         }))
     }
 

@@ -39,3 +39,25 @@ pub async fn send(state: &AppState, caller: &AuthUser, outgoing: Outgoing) -> Re
         response.message.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("SendMessage returned nothing")))?;
     Ok((message, response.created))
 }
+
+/// Moves the caller's read position in a chat forward to `seq` (REST and the
+/// WebSocket `read` frame). Not charged to the write budget: a mark that does
+/// not move changes nothing, and marks ride the writer's batches.
+pub async fn mark_read(state: &AppState, caller: &AuthUser, chat_id: i64, seq: i64) -> Result<pb::ReadState, ApiError> {
+    let request = pb::MarkReadRequest { chat_id, seq };
+    Ok(state.messages.clone().mark_read(caller.call(request)).await.map_err(messages_error)?.into_inner())
+}
+
+/// Starts the read positions of users who just joined a chat at its last
+/// seq, right after chat-metadata committed the join. The join stands if this
+/// fails: those users are then taken to be at the last seq the first time
+/// their read state is asked for (a warning says so).
+pub async fn start_reading(state: &AppState, caller: &AuthUser, chat_id: i64, user_ids: Vec<i64>) {
+    if user_ids.is_empty() {
+        return;
+    }
+    let request = pb::StartReadingRequest { chat_id, user_ids };
+    if let Err(status) = state.messages.clone().start_reading(caller.call(request)).await {
+        tracing::warn!(chat_id, code = ?status.code(), message = status.message(), "cannot start the joiners' read positions");
+    }
+}

@@ -173,10 +173,16 @@ pub struct Chat {
     pub is_active: bool,
     pub participants: Vec<Participant>,
     pub last_message: Option<Message>,
+    /// The caller's read position: the seq up to which they have read (0: nothing).
+    pub last_read_seq: i64,
+    /// The caller's unread messages: past `last_read_seq`, not deleted, not their own.
+    pub unread_count: i64,
 }
 
 impl Chat {
-    pub fn new(chat: metadata_pb::Chat, last_message: Option<messages_pb::Message>) -> Self {
+    /// A chat with the caller's summary of it (none: no message, nothing unread).
+    pub fn new(chat: metadata_pb::Chat, summary: Option<messages_pb::ChatSummary>) -> Self {
+        let summary = summary.unwrap_or_default();
         let chat_type = match metadata_pb::ChatType::try_from(chat.chat_type) {
             Ok(metadata_pb::ChatType::Direct) => ChatType::Direct,
             _ => ChatType::Group,
@@ -189,7 +195,9 @@ impl Chat {
             updated_at: timestamp(chat.updated_at_ms),
             is_active: chat.is_active,
             participants: chat.participants.into_iter().map(Into::into).collect(),
-            last_message: last_message.map(Into::into),
+            last_message: summary.last_message.map(Into::into),
+            last_read_seq: summary.last_read_seq,
+            unread_count: summary.unread_count,
         }
     }
 }
@@ -213,6 +221,69 @@ pub struct Message {
     pub client_msg_id: Option<String>,
     /// The message of the same chat this one answers.
     pub reply_to: Option<i64>,
+    /// Each emoji with a standing reaction, in the order of its first one; `[]` once deleted.
+    pub reactions: Vec<Reaction>,
+}
+
+/// Everyone who reacted to a message with one emoji.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Reaction {
+    #[schema(example = "👍")]
+    pub emoji: String,
+    /// `len(user_ids)`.
+    pub count: i64,
+    /// In the order they reacted.
+    pub user_ids: Vec<i64>,
+}
+
+impl From<messages_pb::Reaction> for Reaction {
+    fn from(reaction: messages_pb::Reaction) -> Self {
+        Self { emoji: reaction.emoji, count: reaction.user_ids.len() as i64, user_ids: reaction.user_ids }
+    }
+}
+
+/// Marks a chat read up to a seq (`PUT /chats/{id}/read`).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReadBody {
+    /// 0 or more; a seq past the chat's last message is taken as the last message's.
+    #[schema(minimum = 0)]
+    pub seq: i64,
+}
+
+/// The caller's read state in a chat.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadState {
+    pub chat_id: i64,
+    pub user_id: i64,
+    pub last_read_seq: i64,
+    pub unread_count: i64,
+}
+
+impl From<messages_pb::ReadState> for ReadState {
+    fn from(state: messages_pb::ReadState) -> Self {
+        Self {
+            chat_id: state.chat_id,
+            user_id: state.user_id,
+            last_read_seq: state.last_read_seq,
+            unread_count: state.unread_count,
+        }
+    }
+}
+
+/// A participant's read position (for "seen by").
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadPosition {
+    pub user_id: i64,
+    pub last_read_seq: i64,
+}
+
+/// The caller's unread messages over their active chats.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnreadTotals {
+    /// The sum of `unread_count` over the caller's chats.
+    pub total_unread: i64,
+    /// How many of them have `unread_count > 0`.
+    pub chats: i64,
 }
 
 impl From<messages_pb::Message> for Message {
@@ -231,6 +302,7 @@ impl From<messages_pb::Message> for Message {
             edited_at: message.edited_at_ms.map(timestamp),
             client_msg_id: message.client_msg_id,
             reply_to: message.reply_to,
+            reactions: message.reactions.into_iter().map(Into::into).collect(),
         }
     }
 }

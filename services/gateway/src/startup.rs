@@ -20,7 +20,7 @@ use crate::{
     error::ApiError,
     extract::MAX_BODY_BYTES,
     metrics,
-    routes::{chats, messages, system, users},
+    routes::{chats, messages, reads, system, users},
     state::AppState,
     ws,
 };
@@ -33,6 +33,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/api/v1/users/register", post(users::register))
         .route("/api/v1/users/login", post(users::login))
         .route("/api/v1/users/me", get(users::me).put(users::update_me))
+        .route("/api/v1/users/me/unread", get(reads::unread))
         .route("/api/v1/users/search", get(users::search))
         .route("/api/v1/users/{user_id}", get(users::get_user))
         .route("/api/v1/chats/", post(chats::create).get(chats::list))
@@ -42,10 +43,12 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             get(chats::participants).post(chats::add_participants).delete(chats::remove_participant),
         )
         .route("/api/v1/chats/{chat_id}/participants/{user_id}", put(chats::set_admin))
+        .route("/api/v1/chats/{chat_id}/read", get(reads::positions).put(reads::mark))
         .route("/api/v1/messages/", post(messages::send))
         .route("/api/v1/messages/chat/{chat_id}", get(messages::history))
         .route("/api/v1/messages/{message_id}", put(messages::edit).delete(messages::delete))
         .route("/api/v1/messages/{message_id}/edits", get(messages::edits))
+        .route("/api/v1/messages/{message_id}/reactions/{emoji}", put(messages::react).delete(messages::unreact))
         .route("/api/v1/ws/stats", get(ws::stats))
         .route("/api/v1/ws/chat/{chat_id}/online", get(ws::online))
         .route("/api/v1/ws", get(ws::connect_user))

@@ -73,11 +73,12 @@ pub struct MessageRow {
     pub reply_to: Option<i64>,
 }
 
-/// A message with its content (empty once deleted).
+/// A message with its content (empty once deleted) and reactions (none once deleted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub row: MessageRow,
     pub content: String,
+    pub reactions: Vec<crate::reactions::Reaction>,
 }
 
 impl From<Message> for chat_proto::messages::Message {
@@ -96,6 +97,11 @@ impl From<Message> for chat_proto::messages::Message {
             edited_at_ms: row.edited_at_ms,
             client_msg_id: row.client_msg_id,
             reply_to: row.reply_to,
+            reactions: if row.is_deleted {
+                Vec::new()
+            } else {
+                message.reactions.into_iter().map(Into::into).collect()
+            },
         }
     }
 }

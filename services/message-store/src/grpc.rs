@@ -18,14 +18,18 @@ use crate::{
     domain::{ClientMsgId, Content, Cursor, Message, MessageRow},
     error::MessageError,
     membership::MembershipCache,
+    reactions::{self, Emoji, MAX_EMOJI, Reacted},
+    reading::{self, ReadState},
     store::MessageStore,
     writer::{Change, Contents, NewMessage, Outcome, Writer},
 };
 
 type Result<T> = std::result::Result<T, MessageError>;
 
-/// The most chats one `GetLastMessages` call may ask about.
-const MAX_LAST_MESSAGES: usize = 100;
+/// The most chats (or users) one `GetChatSummaries`, `StartReading` or `GetReadPositions` call may name.
+const MAX_CHATS_PER_CALL: usize = 100;
+/// The most chats one `CountUnread` call may name.
+const MAX_UNREAD_CHATS: usize = 10_000;
 
 /// How often an erase that failed after a delete is tried again, and how long apart.
 const ERASE_RETRIES: [std::time::Duration; 4] = [
@@ -129,10 +133,67 @@ impl MessageStoreGrpc {
         Ok((row, membership))
     }
 
-    /// Rows with their content from the content store (one query for all).
+    /// A message of a chat the caller is in: `NotFound` for no such message,
+    /// `Forbidden` for someone else's chat's (as for chats).
+    async fn participant_message(&self, message_id: i64, caller_id: i64) -> Result<MessageRow> {
+        let row = self.store.by_id(message_id).await?.ok_or_else(crate::error::message_not_found)?;
+        if !self.membership(row.chat_id, caller_id).await?.is_participant {
+            return Err(MessageError::Forbidden("you are not a participant of this message's chat".into()));
+        }
+        Ok(row)
+    }
+
+    /// The chats of these that the caller is in (memberships from the cache:
+    /// the gateway has just listed them for the caller from chat-metadata).
+    async fn chats_of_caller(&self, chat_ids: &[i64], caller_id: i64) -> Result<Vec<i64>> {
+        let checks = chat_ids.iter().map(|chat_id| self.membership_cached(*chat_id, caller_id));
+        let memberships = futures::future::try_join_all(checks).await?;
+        Ok(chat_ids
+            .iter()
+            .zip(memberships)
+            .filter(|(_, membership)| membership.is_participant)
+            .map(|(chat_id, _)| *chat_id)
+            .collect())
+    }
+
+    async fn react(&self, caller_id: i64, request: pb::ReactionRequest, add: bool) -> Result<pb::ReactionResponse> {
+        let emoji = Emoji::parse(request.emoji)?;
+        let row = self.participant_message(request.message_id, caller_id).await?;
+        let change = Change::React {
+            chat_id: row.chat_id,
+            message_id: row.id,
+            user_id: caller_id,
+            emoji: emoji.as_str().to_owned(),
+            add,
+        };
+        let reacted = match self.writer.write(change).await? {
+            Outcome::Reacted(reacted) => reacted,
+            other => return Err(unexpected(&other)),
+        };
+        let refused = match reacted {
+            Reacted::Deleted if add => Some("a deleted message takes no reactions".to_owned()),
+            Reacted::Full => Some(format!("a message holds at most {MAX_EMOJI} distinct emoji")),
+            _ => None,
+        };
+        if let Some(refused) = refused {
+            return Err(MessageError::Rule(refused));
+        }
+        let message = if add {
+            let row = self.store.by_id(row.id).await?.ok_or_else(crate::error::message_not_found)?;
+            Some(self.with_content(row).await?.into())
+        } else {
+            None
+        };
+        Ok(pb::ReactionResponse { message, changed: reacted == Reacted::Changed })
+    }
+
+    /// Rows with their content from the content store and their reactions
+    /// (one query each for all of them).
     async fn with_contents(&self, rows: Vec<MessageRow>) -> Result<Vec<Message>> {
         let ids: Vec<String> = rows.iter().filter(|row| !row.is_deleted).map(|row| row.content_id.clone()).collect();
         let mut contents = self.content_store().get_many(&ids).await?;
+        let standing: Vec<i64> = rows.iter().filter(|row| !row.is_deleted).map(|row| row.id).collect();
+        let mut reactions = reactions::of_messages(&self.store.db().pool, &standing).await?;
         Ok(rows
             .into_iter()
             .map(|row| {
@@ -148,7 +209,8 @@ impl MessageStoreGrpc {
                         String::new()
                     })
                 };
-                Message { row, content }
+                let reactions = reactions.remove(&row.id).unwrap_or_default();
+                Message { row, content, reactions }
             })
             .collect())
     }
@@ -248,16 +310,113 @@ impl MessageStoreService for MessageStoreGrpc {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn add_reaction(
+        &self,
+        request: Request<pb::ReactionRequest>,
+    ) -> std::result::Result<Response<pb::ReactionResponse>, Status> {
+        let (caller_id, request) = acting(request)?;
+        Ok(Response::new(self.react(caller_id, request, true).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn remove_reaction(
+        &self,
+        request: Request<pb::ReactionRequest>,
+    ) -> std::result::Result<Response<pb::ReactionResponse>, Status> {
+        let (caller_id, request) = acting(request)?;
+        Ok(Response::new(self.react(caller_id, request, false).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn mark_read(
+        &self,
+        request: Request<pb::MarkReadRequest>,
+    ) -> std::result::Result<Response<pb::ReadState>, Status> {
+        let (caller_id, request) = acting(request)?;
+        if request.seq < 0 {
+            return Err(MessageError::invalid("seq", "must be 0 or more").into());
+        }
+        self.require_participant(request.chat_id, caller_id).await?;
+        let change = Change::Read { chat_id: request.chat_id, user_id: caller_id, seq: request.seq };
+        let moved = match self.writer.write(change).await? {
+            Outcome::Read { moved, .. } => moved,
+            other => return Err(unexpected(&other).into()),
+        };
+        let state =
+            reading::states(self.store.db(), caller_id, &[request.chat_id]).await.map_err(MessageError::from)?;
+        let state =
+            state.first().copied().unwrap_or(ReadState { chat_id: request.chat_id, last_read_seq: 0, unread_count: 0 });
+        Ok(Response::new(pb::ReadState {
+            chat_id: request.chat_id,
+            user_id: caller_id,
+            last_read_seq: state.last_read_seq,
+            unread_count: state.unread_count,
+            moved,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn start_reading(
+        &self,
+        request: Request<pb::StartReadingRequest>,
+    ) -> std::result::Result<Response<pb::StartReadingResponse>, Status> {
+        // Called by the gateway for the user who made the join (the creator, the admin, the returning user).
+        let (caller_id, request) = acting(request)?;
+        if request.user_ids.len() > MAX_CHATS_PER_CALL {
+            return Err(MessageError::invalid("user_ids", format!("at most {MAX_CHATS_PER_CALL} per call")).into());
+        }
+        self.require_participant(request.chat_id, caller_id).await?;
+        match self.writer.write(Change::StartReading { chat_id: request.chat_id, user_ids: request.user_ids }).await? {
+            Outcome::Started => Ok(Response::new(pb::StartReadingResponse {})),
+            other => Err(unexpected(&other).into()),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_read_positions(
+        &self,
+        request: Request<pb::GetReadPositionsRequest>,
+    ) -> std::result::Result<Response<pb::ReadPositions>, Status> {
+        let (caller_id, request) = acting(request)?;
+        if request.user_ids.len() > MAX_CHATS_PER_CALL {
+            return Err(MessageError::invalid("user_ids", format!("at most {MAX_CHATS_PER_CALL} per call")).into());
+        }
+        self.require_participant(request.chat_id, caller_id).await?;
+        let positions = reading::positions(self.store.db(), request.chat_id, &request.user_ids)
+            .await
+            .map_err(MessageError::from)?;
+        let positions =
+            positions.into_iter().map(|(user_id, last_read_seq)| pb::ReadPosition { user_id, last_read_seq }).collect();
+        Ok(Response::new(pb::ReadPositions { positions }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn count_unread(
+        &self,
+        request: Request<pb::CountUnreadRequest>,
+    ) -> std::result::Result<Response<pb::UnreadTotals>, Status> {
+        let (caller_id, request) = acting(request)?;
+        if request.chat_ids.len() > MAX_UNREAD_CHATS {
+            return Err(MessageError::invalid("chat_ids", format!("at most {MAX_UNREAD_CHATS} chats per call")).into());
+        }
+        let mut totals = pb::UnreadTotals::default();
+        for chunk in request.chat_ids.chunks(MAX_CHATS_PER_CALL) {
+            let chats = self.chats_of_caller(chunk, caller_id).await?;
+            for state in reading::states(self.store.db(), caller_id, &chats).await.map_err(MessageError::from)? {
+                totals.total_unread += state.unread_count;
+                totals.chats += i64::from(state.unread_count > 0);
+            }
+        }
+        Ok(Response::new(totals))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn get_edits(
         &self,
         request: Request<pb::GetEditsRequest>,
     ) -> std::result::Result<Response<pb::EditHistory>, Status> {
         let (caller_id, request) = acting(request)?;
-        // As for chats: someone else's chat's message is 403, a message that does not exist 404.
-        let row = self.store.by_id(request.message_id).await?.ok_or_else(crate::error::message_not_found)?;
-        if !self.membership(row.chat_id, caller_id).await?.is_participant {
-            return Err(MessageError::Forbidden("you are not a participant of this message's chat".into()).into());
-        }
+        let row = self.participant_message(request.message_id, caller_id).await?;
         // A deleted message's history went with its content.
         let versions = if row.is_deleted {
             Vec::new()
@@ -294,30 +453,31 @@ impl MessageStoreService for MessageStoreGrpc {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn get_last_messages(
+    async fn get_chat_summaries(
         &self,
-        request: Request<pb::GetLastMessagesRequest>,
-    ) -> std::result::Result<Response<pb::GetLastMessagesResponse>, Status> {
+        request: Request<pb::GetChatSummariesRequest>,
+    ) -> std::result::Result<Response<pb::ChatSummaries>, Status> {
         let (caller_id, request) = acting(request)?;
-        if request.chat_ids.len() > MAX_LAST_MESSAGES {
-            return Err(MessageError::invalid("chat_ids", format!("at most {MAX_LAST_MESSAGES} chats per call")).into());
+        if request.chat_ids.len() > MAX_CHATS_PER_CALL {
+            return Err(
+                MessageError::invalid("chat_ids", format!("at most {MAX_CHATS_PER_CALL} chats per call")).into()
+            );
         }
-        let checks = request.chat_ids.iter().map(|chat_id| self.membership_cached(*chat_id, caller_id));
-        let memberships = futures::future::try_join_all(checks).await?;
-        let visible: Vec<i64> = request
-            .chat_ids
-            .iter()
-            .zip(memberships)
-            .filter(|(_, membership)| membership.is_participant)
-            .map(|(chat_id, _)| *chat_id)
+        let visible = self.chats_of_caller(&request.chat_ids, caller_id).await?;
+        let (rows, states) = tokio::try_join!(self.store.last_of(&visible), async {
+            reading::states(self.store.db(), caller_id, &visible).await.map_err(MessageError::from)
+        })?;
+        let mut last: HashMap<i64, Message> =
+            self.with_contents(rows).await?.into_iter().map(|message| (message.row.chat_id, message)).collect();
+        let chats = states
+            .into_iter()
+            .map(|state| pb::ChatSummary {
+                chat_id: state.chat_id,
+                last_message: last.remove(&state.chat_id).map(Into::into),
+                last_read_seq: state.last_read_seq,
+                unread_count: state.unread_count,
+            })
             .collect();
-        let rows = self.store.last_of(&visible).await?;
-        let messages = self.with_contents(rows).await?;
-        let mut by_chat: HashMap<i64, Message> = HashMap::new();
-        for message in messages {
-            by_chat.insert(message.row.chat_id, message);
-        }
-        let messages = visible.iter().filter_map(|chat_id| by_chat.remove(chat_id)).map(Into::into).collect();
-        Ok(Response::new(pb::GetLastMessagesResponse { messages }))
+        Ok(Response::new(pb::ChatSummaries { chats }))
     }
 }

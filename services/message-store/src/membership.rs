@@ -1,5 +1,5 @@
 //! Memberships asked of chat-metadata, remembered until the chat's next
-//! membership event arrives on the bus — for `GetLastMessages`, which checks
+//! membership event arrives on the bus — for `GetChatSummaries` and `CountUnread`, which check
 //! up to 100 chats per call (a chat list's previews), so that listing chats
 //! again costs no call per chat.
 //!

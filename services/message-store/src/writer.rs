@@ -1,18 +1,21 @@
-//! The write path: every change of a message — send, edit, delete — goes
-//! through one writer per process, which commits whatever is waiting in one
-//! transaction (group commit, see [`crate::batch`]) and then answers each caller.
+//! The write path: every change of a message — send, edit, delete,
+//! reaction — and of a read position goes through one writer per process,
+//! which commits whatever is waiting in one transaction (group commit, see
+//! [`crate::batch`]) and then answers each caller.
 //!
 //! One batch, in order:
 //!
 //! 1. content first when it lives in another store (MongoDB): one
 //!    `insert_many` for the batch's sends. A crash after it leaves only
 //!    unreferenced content, never a message without content;
-//! 2. one transaction: edits and deletes (each guarded: a deleted message
-//!    stays deleted and unedited), then the sends — the chats' sequence rows
-//!    locked in chat order, repeats of a stored `client_msg_id` resolved,
-//!    seqs placed ([`crate::placement`]), the metadata rows and (SQL content)
-//!    the content rows inserted — and the events announcing all of it, staged
-//!    with the change ([`outbox::EventSink::stage`]: the outbox rows);
+//! 2. one transaction: edits, deletes and reactions (each guarded: a deleted
+//!    message stays deleted, unedited and without reactions), then the sends
+//!    ([`crate::sends`]: the chats' sequence rows locked in chat order,
+//!    repeats of a stored `client_msg_id` resolved, seqs placed, the rows
+//!    inserted, the senders' read positions moved), then read marks and
+//!    joins' positions ([`crate::reading`]) — and the events announcing all
+//!    of it, staged with the change ([`outbox::EventSink::stage`]: the
+//!    outbox rows);
 //! 3. commit, then the events go out ([`outbox::EventSink::committed`]) and
 //!    each caller gets its answer.
 //!
@@ -29,14 +32,14 @@
 use std::{collections::HashMap, sync::Arc};
 
 use chat_proto::{
-    events::{ChatEvent, MessageDeleted, chat_event::Kind},
+    events::{ChatEvent, MessageDeleted, ReactionChange, ReadMoved, chat_event::Kind},
     metadata::{ChatTouch, TouchChatsRequest, chat_metadata_service_client::ChatMetadataServiceClient},
 };
 use event_bus::{Outbound, Subjects};
 use grpc_channel::GrpcChannel;
 use outbox::EventSink;
-use sql_pool::{Backend, Db, placeholders};
-use sqlx::{AnyConnection, Row};
+use sql_pool::Db;
+use sqlx::AnyConnection;
 use telemetry::propagation::TracePairs;
 
 use crate::{
@@ -44,8 +47,10 @@ use crate::{
     content::{ContentStore, StoredContent, sql_versions},
     domain::{Message, MessageRow},
     error::MessageError,
-    placement::{Placement, SendKey, last_seqs, place},
-    store::{COLUMNS, row_from},
+    placement::SendKey,
+    reactions::{self, Reacted},
+    reading,
+    sends::{Placed, insert_sends},
 };
 
 type Result<T> = std::result::Result<T, MessageError>;
@@ -83,7 +88,7 @@ impl NewMessage {
         }
     }
 
-    fn key(&self) -> SendKey<'_> {
+    pub(crate) fn key(&self) -> SendKey<'_> {
         SendKey { chat_id: self.chat_id, sender_id: self.sender_id, client_msg_id: self.client_msg_id.as_deref() }
     }
 }
@@ -101,6 +106,25 @@ pub enum Change {
     Delete {
         row: MessageRow,
     },
+    /// A user's read position moved forward (see [`crate::reading`]).
+    Read {
+        chat_id: i64,
+        user_id: i64,
+        seq: i64,
+    },
+    /// Users who just joined a chat start at its last seq.
+    StartReading {
+        chat_id: i64,
+        user_ids: Vec<i64>,
+    },
+    /// A reaction added or taken back (see [`crate::reactions`]).
+    React {
+        chat_id: i64,
+        message_id: i64,
+        user_id: i64,
+        emoji: String,
+        add: bool,
+    },
 }
 
 /// What a change did.
@@ -114,6 +138,13 @@ pub enum Outcome {
     Edited(Option<Message>),
     /// Whether this change deleted it (`false`: it already was).
     Deleted(bool),
+    /// The reader's position afterwards, and whether this change moved it.
+    Read {
+        last_read_seq: i64,
+        moved: bool,
+    },
+    Started,
+    Reacted(Reacted),
 }
 
 /// Where content is written.
@@ -294,10 +325,16 @@ impl Inner {
                     if edited && in_transaction {
                         sql_versions::replace(&mut tx, &row.content_id, content, *at_ms).await?;
                     }
-                    let message = edited.then(|| Message {
-                        row: MessageRow { edited_at_ms: Some(*at_ms), ..row.clone() },
-                        content: content.clone(),
-                    });
+                    let message = if edited {
+                        let mut reactions = reactions::of_messages(&mut *tx, &[row.id]).await?;
+                        Some(Message {
+                            row: MessageRow { edited_at_ms: Some(*at_ms), ..row.clone() },
+                            content: content.clone(),
+                            reactions: reactions.remove(&row.id).unwrap_or_default(),
+                        })
+                    } else {
+                        None
+                    };
                     if let Some(message) = &message {
                         events.push(event(row.chat_id, Kind::MessageEdited(message.clone().into()), trace));
                     }
@@ -305,6 +342,9 @@ impl Inner {
                 }
                 Change::Delete { row } => {
                     let deleted = mark_deleted(&mut tx, row.id).await?;
+                    if deleted {
+                        reactions::erase(&mut tx, row.id).await?;
+                    }
                     if deleted && in_transaction {
                         sql_versions::erase(&mut tx, &row.content_id).await?;
                     }
@@ -317,7 +357,22 @@ impl Inner {
                     }
                     outcomes[index] = Some(Ok(Outcome::Deleted(deleted)));
                 }
-                Change::Send(_) => {}
+                Change::Send(_) | Change::Read { .. } | Change::StartReading { .. } => {}
+                Change::React { chat_id, message_id, user_id, emoji, add } => {
+                    let backend = self.db.backend;
+                    let (message_id, user_id) = (*message_id, *user_id);
+                    let reacted = if *add {
+                        reactions::add(&mut tx, backend, message_id, user_id, emoji, now).await?
+                    } else {
+                        reactions::remove(&mut tx, backend, message_id, user_id, emoji).await?
+                    };
+                    if reacted == Reacted::Changed {
+                        let change = ReactionChange { message_id, user_id, emoji: emoji.clone() };
+                        let kind = if *add { Kind::ReactionAdded(change) } else { Kind::ReactionRemoved(change) };
+                        events.push(event(*chat_id, kind, trace));
+                    }
+                    outcomes[index] = Some(Ok(Outcome::Reacted(reacted)));
+                }
             }
         }
         let sends: Vec<(usize, &NewMessage, &TracePairs)> = if with_sends {
@@ -337,7 +392,7 @@ impl Inner {
             for ((index, new, trace), placed) in sends.iter().zip(placed) {
                 outcomes[*index] = Some(match placed {
                     Placed::Created(row) => {
-                        let message = Message { row, content: new.content.clone() };
+                        let message = Message { row, content: new.content.clone(), reactions: Vec::new() };
                         events.push(event(new.chat_id, Kind::NewMessage(message.clone().into()), trace));
                         Ok(Outcome::Created(message))
                     }
@@ -346,6 +401,25 @@ impl Inner {
                         Err(MessageError::Rule("reply_to must be the id of a message of this chat".into()))
                     }
                 });
+            }
+        }
+        // Read positions last: after the sends, whose seqs they are clamped to.
+        for (index, (change, trace)) in jobs.iter().enumerate() {
+            match change {
+                Change::Read { chat_id, user_id, seq } => {
+                    let (last_read_seq, moved) =
+                        reading::mark(&mut tx, self.db.backend, *chat_id, *user_id, *seq).await?;
+                    if moved {
+                        let read = ReadMoved { user_id: *user_id, seq: last_read_seq };
+                        events.push(event(*chat_id, Kind::Read(read), trace));
+                    }
+                    outcomes[index] = Some(Ok(Outcome::Read { last_read_seq, moved }));
+                }
+                Change::StartReading { chat_id, user_ids } => {
+                    reading::start(&mut tx, self.db.backend, *chat_id, user_ids).await?;
+                    outcomes[index] = Some(Ok(Outcome::Started));
+                }
+                _ => {}
             }
         }
         self.sink.stage(&mut tx, &events).await?;
@@ -373,224 +447,6 @@ async fn erase_all(store: &dyn ContentStore, ids: Vec<String>) {
             tracing::warn!(%error, content_id = id, "cannot erase orphaned content");
         }
     }
-}
-
-/// Where a send went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Placed {
-    Created(MessageRow),
-    Repeated(MessageRow),
-    /// A new message answering no message of its chat: not stored, no seq taken.
-    Refused,
-}
-
-/// Stores the sends of a batch: sequence rows locked (in chat order, so two
-/// writers never wait on each other in a cycle), repeats resolved, new rows
-/// inserted with gap-free seqs, the chats' last seqs moved.
-async fn insert_sends(
-    tx: &mut AnyConnection,
-    backend: Backend,
-    with_content: bool,
-    sends: &[&NewMessage],
-) -> std::result::Result<Vec<Placed>, sqlx::Error> {
-    let mut chats: Vec<i64> = sends.iter().map(|send| send.chat_id).collect();
-    chats.sort_unstable();
-    chats.dedup();
-    let values = placeholders(chats.len(), "(?, 0)");
-    let ensure = match backend {
-        Backend::MySql => format!(
-            "INSERT INTO chat_sequences (chat_id, last_seq) VALUES {values} ON DUPLICATE KEY UPDATE last_seq = last_seq"
-        ),
-        Backend::Sqlite => {
-            format!("INSERT INTO chat_sequences (chat_id, last_seq) VALUES {values} ON CONFLICT (chat_id) DO NOTHING")
-        }
-    };
-    let mut query = sqlx::query(&ensure);
-    for chat in &chats {
-        query = query.bind(*chat);
-    }
-    query.execute(&mut *tx).await?;
-    let lock = if backend == Backend::MySql { " FOR UPDATE" } else { "" };
-    let sql = format!(
-        "SELECT chat_id, last_seq FROM chat_sequences WHERE chat_id IN ({}){lock}",
-        placeholders(chats.len(), "?")
-    );
-    let mut query = sqlx::query(&sql);
-    for chat in &chats {
-        query = query.bind(*chat);
-    }
-    let mut last_seq = HashMap::new();
-    for row in query.fetch_all(&mut *tx).await? {
-        last_seq.insert(row.try_get::<i64, _>("chat_id")?, row.try_get::<i64, _>("last_seq")?);
-    }
-
-    let keyed: Vec<&&NewMessage> = sends.iter().filter(|send| send.client_msg_id.is_some()).collect();
-    let mut stored_rows = Vec::new();
-    if !keyed.is_empty() {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM message_metadata WHERE {}",
-            vec!["(chat_id = ? AND sender_id = ? AND client_msg_id = ?)"; keyed.len()].join(" OR ")
-        );
-        let mut query = sqlx::query(&sql);
-        for send in &keyed {
-            query = query.bind(send.chat_id).bind(send.sender_id).bind(send.client_msg_id.clone());
-        }
-        for row in query.fetch_all(&mut *tx).await? {
-            stored_rows.push(row_from(&row)?);
-        }
-    }
-    let stored: HashMap<(i64, i64, &str), MessageRow> = stored_rows
-        .iter()
-        .filter_map(|row| Some(((row.chat_id, row.sender_id, row.client_msg_id.as_deref()?), row.clone())))
-        .collect();
-    // Replies answer a message of their own chat; a repeat of a stored send is answered as ever.
-    let answered = reply_targets(tx, sends).await?;
-    let refused: Vec<bool> = sends
-        .iter()
-        .map(|send| {
-            let repeat = send
-                .client_msg_id
-                .as_deref()
-                .is_some_and(|key| stored.contains_key(&(send.chat_id, send.sender_id, key)));
-            !repeat && send.reply_to.is_some_and(|to| answered.get(&to) != Some(&send.chat_id))
-        })
-        .collect();
-    let kept: Vec<&NewMessage> =
-        sends.iter().zip(&refused).filter(|(_, refused)| !**refused).map(|(send, _)| *send).collect();
-    let kept_at: Vec<usize> = (0..sends.len()).filter(|index| !refused[*index]).collect();
-    let keys: Vec<SendKey> = kept.iter().map(|send| send.key()).collect();
-    let placements = place(&keys, &last_seq, &stored);
-
-    let new: Vec<(&NewMessage, i64)> = kept
-        .iter()
-        .zip(&placements)
-        .filter_map(|(send, placement)| match placement {
-            Placement::New { seq } => Some((*send, *seq)),
-            _ => None,
-        })
-        .collect();
-    let mut ids: HashMap<(i64, i64), i64> = HashMap::new();
-    if !new.is_empty() {
-        let sql = format!(
-            "INSERT INTO message_metadata \
-             (chat_id, seq, sender_id, sender_username, content_id, client_msg_id, created_at_ms, edited_at_ms, is_deleted, reply_to) \
-             VALUES {}",
-            placeholders(new.len(), "(?, ?, ?, ?, ?, ?, ?, NULL, 0, ?)")
-        );
-        let mut query = sqlx::query(&sql);
-        for (send, seq) in &new {
-            query = query
-                .bind(send.chat_id)
-                .bind(*seq)
-                .bind(send.sender_id)
-                .bind(send.sender_username.clone())
-                .bind(send.content_id.clone())
-                .bind(send.client_msg_id.clone())
-                .bind(send.created_at_ms)
-                .bind(send.reply_to);
-        }
-        query.execute(&mut *tx).await?;
-        // The new ids, by (chat, seq): one range per chat.
-        let mut ranges: HashMap<i64, (i64, i64)> = HashMap::new();
-        for (send, seq) in &new {
-            let range = ranges.entry(send.chat_id).or_insert((*seq, *seq));
-            *range = (range.0.min(*seq), range.1.max(*seq));
-        }
-        let sql = format!(
-            "SELECT id, chat_id, seq FROM message_metadata WHERE {}",
-            vec!["(chat_id = ? AND seq BETWEEN ? AND ?)"; ranges.len()].join(" OR ")
-        );
-        let mut query = sqlx::query(&sql);
-        for (chat, (first, last)) in &ranges {
-            query = query.bind(*chat).bind(*first).bind(*last);
-        }
-        for row in query.fetch_all(&mut *tx).await? {
-            ids.insert((row.try_get("chat_id")?, row.try_get("seq")?), row.try_get("id")?);
-        }
-        if with_content {
-            let sql = format!(
-                "INSERT INTO message_contents (message_id, chat_id, sender_id, content, timestamp_ms) VALUES {}",
-                placeholders(new.len(), "(?, ?, ?, ?, ?)")
-            );
-            let mut query = sqlx::query(&sql);
-            for (send, _) in &new {
-                query = query
-                    .bind(send.content_id.clone())
-                    .bind(send.chat_id)
-                    .bind(send.sender_id)
-                    .bind(send.content.clone())
-                    .bind(send.created_at_ms);
-            }
-            query.execute(&mut *tx).await?;
-        }
-        for (chat, last) in last_seqs(&keys, &placements) {
-            sqlx::query("UPDATE chat_sequences SET last_seq = ? WHERE chat_id = ?")
-                .bind(last)
-                .bind(chat)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-
-    let mut placed: Vec<Placed> = Vec::with_capacity(sends.len());
-    let mut placements = placements.into_iter();
-    for (send, refused) in sends.iter().zip(refused) {
-        let placement = if refused { None } else { placements.next() };
-        let Some(placement) = placement else {
-            placed.push(Placed::Refused);
-            continue;
-        };
-        let next = match placement {
-            Placement::New { seq } => {
-                let id = *ids.get(&(send.chat_id, seq)).ok_or_else(|| {
-                    sqlx::Error::Protocol(format!("the new message {}/{seq} was not found", send.chat_id))
-                })?;
-                Placed::Created(MessageRow {
-                    id,
-                    chat_id: send.chat_id,
-                    seq,
-                    sender_id: send.sender_id,
-                    sender_username: send.sender_username.clone(),
-                    content_id: send.content_id.clone(),
-                    client_msg_id: send.client_msg_id.clone(),
-                    created_at_ms: send.created_at_ms,
-                    edited_at_ms: None,
-                    is_deleted: false,
-                    reply_to: send.reply_to,
-                })
-            }
-            Placement::Stored(row) => Placed::Repeated(row),
-            Placement::Earlier(first) => match &placed[kept_at[first]] {
-                Placed::Created(row) | Placed::Repeated(row) => Placed::Repeated(row.clone()),
-                Placed::Refused => Placed::Refused,
-            },
-        };
-        placed.push(next);
-    }
-    Ok(placed)
-}
-
-/// The chat of each message the sends answer (the ones that exist).
-async fn reply_targets(
-    tx: &mut AnyConnection,
-    sends: &[&NewMessage],
-) -> std::result::Result<HashMap<i64, i64>, sqlx::Error> {
-    let mut targets: Vec<i64> = sends.iter().filter_map(|send| send.reply_to).collect();
-    targets.sort_unstable();
-    targets.dedup();
-    let mut chats = HashMap::new();
-    if targets.is_empty() {
-        return Ok(chats);
-    }
-    let sql = format!("SELECT id, chat_id FROM message_metadata WHERE id IN ({})", placeholders(targets.len(), "?"));
-    let mut query = sqlx::query(&sql);
-    for target in &targets {
-        query = query.bind(*target);
-    }
-    for row in query.fetch_all(&mut *tx).await? {
-        chats.insert(row.try_get::<i64, _>("id")?, row.try_get::<i64, _>("chat_id")?);
-    }
-    Ok(chats)
 }
 
 /// Marks a message edited; `false` when it is deleted (the guard is in the

@@ -10,6 +10,8 @@ mod limits;
 mod messages;
 mod outbox;
 mod races;
+mod reactions;
+mod read_state;
 mod replies;
 mod system;
 mod trust;

@@ -39,7 +39,7 @@ async fn send(app: &TestDeployment, sender: i64, chat_id: i64, content: &str) ->
     app.messages().await.send_message(request).await.expect("stored").into_inner().message.expect("a message")
 }
 
-/// What each event is, briefly: `new 3`, `edited 3`, `deleted 17`, `added 5`, `removed 5`.
+/// What each event is, briefly: `new 3`, `edited 3`, `deleted 17`, `added 5`, `removed 5`, `read 5 3`, …
 fn describe(event: &ChatEvent) -> String {
     match &event.kind {
         Some(Kind::NewMessage(message)) => format!("new {}", message.seq),
@@ -49,6 +49,9 @@ fn describe(event: &ChatEvent) -> String {
         Some(Kind::ParticipantRemoved(change)) => format!("removed {}", change.user_id),
         Some(Kind::ParticipantUpdated(change)) => format!("admin {} {}", change.user_id, change.is_admin),
         Some(Kind::ChatUpdated(change)) => format!("renamed {}", change.name),
+        Some(Kind::Read(read)) => format!("read {} {}", read.user_id, read.seq),
+        Some(Kind::ReactionAdded(change)) => format!("reacted {} {}", change.message_id, change.emoji),
+        Some(Kind::ReactionRemoved(change)) => format!("unreacted {} {}", change.message_id, change.emoji),
         None => "nothing".into(),
     }
 }

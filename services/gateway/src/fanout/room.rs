@@ -238,6 +238,21 @@ pub fn frame_of(chat_id: i64, at_ms: i64, kind: Kind) -> Option<ServerFrame> {
         Kind::ChatUpdated(change) => {
             ServerFrame::ChatUpdated { chat_id, name: change.name, by_user_id: change.by_user_id, timestamp }
         }
+        Kind::Read(read) => ServerFrame::Read { chat_id, user_id: read.user_id, seq: read.seq, timestamp },
+        Kind::ReactionAdded(change) => ServerFrame::ReactionAdded {
+            chat_id,
+            message_id: change.message_id,
+            user_id: change.user_id,
+            emoji: change.emoji,
+            timestamp,
+        },
+        Kind::ReactionRemoved(change) => ServerFrame::ReactionRemoved {
+            chat_id,
+            message_id: change.message_id,
+            user_id: change.user_id,
+            emoji: change.emoji,
+            timestamp,
+        },
     })
 }
 

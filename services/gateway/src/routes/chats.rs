@@ -1,11 +1,14 @@
 //! `/api/v1/chats/...`: creating and listing chats, renaming, members and admins.
 
+use std::collections::HashMap;
+
 use axum::{Json, extract::State, http::StatusCode};
 use chat_proto::{messages as messages_pb, metadata as pb};
 
 use crate::{
     error::{ApiError, ErrorBody},
     extract::{AppJson, AppPath, AppQuery, AuthUser},
+    messaging,
     models::{
         AddParticipantsBody, Chat, ChatType, CreateChatBody, ListParams, Participant, RemoveParticipantParams,
         SetAdminBody, UpdateChatBody, page,
@@ -20,27 +23,29 @@ fn metadata_error(status: tonic::Status) -> ApiError {
     ApiError::from_status(status, METADATA)
 }
 
-/// The chats as the API shows them, each with its newest message (one call for all).
-async fn with_last_messages(state: &AppState, caller: &AuthUser, chats: Vec<pb::Chat>) -> Result<Vec<Chat>, ApiError> {
+/// The chats as the API shows them, each with its newest message and the
+/// caller's read state (one call for all).
+async fn with_summaries(state: &AppState, caller: &AuthUser, chats: Vec<pb::Chat>) -> Result<Vec<Chat>, ApiError> {
     let chat_ids: Vec<i64> = chats.iter().filter(|chat| chat.is_active).map(|chat| chat.id).collect();
-    let mut last = if chat_ids.is_empty() {
-        Vec::new()
+    let mut summaries: HashMap<i64, messages_pb::ChatSummary> = if chat_ids.is_empty() {
+        HashMap::new()
     } else {
-        let request = messages_pb::GetLastMessagesRequest { chat_ids };
-        let response = state.messages.clone().get_last_messages(caller.call(request)).await;
-        response.map_err(|status| ApiError::from_status(status, MESSAGES))?.into_inner().messages
+        let request = messages_pb::GetChatSummariesRequest { chat_ids };
+        let response = state.messages.clone().get_chat_summaries(caller.call(request)).await;
+        let summaries = response.map_err(|status| ApiError::from_status(status, MESSAGES))?.into_inner().chats;
+        summaries.into_iter().map(|summary| (summary.chat_id, summary)).collect()
     };
     Ok(chats
         .into_iter()
         .map(|chat| {
-            let newest = last.iter().position(|message| message.chat_id == chat.id).map(|at| last.swap_remove(at));
-            Chat::new(chat, newest)
+            let summary = summaries.remove(&chat.id);
+            Chat::new(chat, summary)
         })
         .collect())
 }
 
 async fn one_chat(state: &AppState, caller: &AuthUser, chat: pb::Chat) -> Result<Json<Chat>, ApiError> {
-    let mut chats = with_last_messages(state, caller, vec![chat]).await?;
+    let mut chats = with_summaries(state, caller, vec![chat]).await?;
     chats.pop().map(Json).ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a chat went missing")))
 }
 
@@ -69,6 +74,7 @@ pub async fn create(
     let response = state.metadata.clone().create_chat(caller.call(request)).await.map_err(metadata_error)?.into_inner();
     let chat = response.chat.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("CreateChat returned no chat")))?;
     let status = if response.created { StatusCode::CREATED } else { StatusCode::OK };
+    messaging::start_reading(&state, &caller, chat.id, response.joined_user_ids).await;
     Ok((status, one_chat(&state, &caller, chat).await?))
 }
 
@@ -87,7 +93,7 @@ pub async fn list(
     let request = pb::ListChatsRequest { limit, offset };
     let chats =
         state.metadata.clone().list_chats(caller.call(request)).await.map_err(metadata_error)?.into_inner().chats;
-    Ok(Json(with_last_messages(&state, &caller, chats).await?))
+    Ok(Json(with_summaries(&state, &caller, chats).await?))
 }
 
 /// One chat, for its participants.
@@ -191,6 +197,7 @@ pub async fn add_participants(
     let request = pb::AddParticipantsRequest { chat_id, user_ids: body.user_ids };
     let list =
         state.metadata.clone().add_participants(caller.call(request)).await.map_err(metadata_error)?.into_inner();
+    messaging::start_reading(&state, &caller, chat_id, list.joined_user_ids).await;
     Ok(Json(list.participants.into_iter().map(Into::into).collect()))
 }
 

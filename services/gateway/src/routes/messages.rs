@@ -137,3 +137,61 @@ pub async fn delete(
     state.messages.clone().delete_message(caller.call(request)).await.map_err(messages_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// React to a message with an emoji (the path segment, percent-encoded);
+/// broadcast as `reaction_added` when it is new.
+#[utoipa::path(
+    put, path = "/api/v1/messages/{message_id}/reactions/{emoji}", tag = "messages",
+    params(
+        ("message_id" = i64, Path),
+        ("emoji" = String, Path, description = "Percent-encoded: 1–32 Unicode scalar values, no whitespace or control characters"),
+    ),
+    responses(
+        (status = 200, description = "The message with its reactions (the same if the caller had reacted so already)", body = Message),
+        (status = 400, description = "The message is deleted, or would get a 21st distinct emoji", body = ErrorBody),
+        (status = 403, description = "Not a participant of the message's chat", body = ErrorBody),
+        (status = 404, description = "No such message", body = ErrorBody),
+        (status = 422, description = "Not an emoji as described", body = ErrorBody),
+        (status = 429, description = "Over the caller's write rate (reactions count as writes); see Retry-After", body = ErrorBody),
+    )
+)]
+pub async fn react(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath((message_id, emoji)): AppPath<(i64, String)>,
+) -> Result<Json<Message>, ApiError> {
+    messaging::spend_write(&state, &caller)?;
+    let request = pb::ReactionRequest { message_id, emoji };
+    let response = state.messages.clone().add_reaction(caller.call(request)).await.map_err(messages_error)?;
+    let message = response
+        .into_inner()
+        .message
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("AddReaction returned no message")))?;
+    Ok(Json(message.into()))
+}
+
+/// Take back the caller's reaction; broadcast as `reaction_removed` when there was one.
+#[utoipa::path(
+    delete, path = "/api/v1/messages/{message_id}/reactions/{emoji}", tag = "messages",
+    params(
+        ("message_id" = i64, Path),
+        ("emoji" = String, Path, description = "Percent-encoded, as for PUT"),
+    ),
+    responses(
+        (status = 204, description = "Not reacting so (any more); also when there was nothing to take back or the message is deleted"),
+        (status = 403, description = "Not a participant of the message's chat", body = ErrorBody),
+        (status = 404, description = "No such message", body = ErrorBody),
+        (status = 422, description = "Not an emoji as described", body = ErrorBody),
+        (status = 429, description = "Over the caller's write rate; see Retry-After", body = ErrorBody),
+    )
+)]
+pub async fn unreact(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    AppPath((message_id, emoji)): AppPath<(i64, String)>,
+) -> Result<StatusCode, ApiError> {
+    messaging::spend_write(&state, &caller)?;
+    let request = pb::ReactionRequest { message_id, emoji };
+    state.messages.clone().remove_reaction(caller.call(request)).await.map_err(messages_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}

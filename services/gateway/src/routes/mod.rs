@@ -2,5 +2,6 @@
 
 pub mod chats;
 pub mod messages;
+pub mod reads;
 pub mod system;
 pub mod users;

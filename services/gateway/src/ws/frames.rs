@@ -67,6 +67,27 @@ pub enum ServerFrame {
         by_user_id: i64,
         timestamp: String,
     },
+    /// A read position moved.
+    Read {
+        chat_id: i64,
+        user_id: i64,
+        seq: i64,
+        timestamp: String,
+    },
+    ReactionAdded {
+        chat_id: i64,
+        message_id: i64,
+        user_id: i64,
+        emoji: String,
+        timestamp: String,
+    },
+    ReactionRemoved {
+        chat_id: i64,
+        message_id: i64,
+        user_id: i64,
+        emoji: String,
+        timestamp: String,
+    },
     /// `chat_id` null: a user socket's ping that named no chat.
     Pong {
         chat_id: Option<i64>,
@@ -101,8 +122,18 @@ pub enum ErrorCode {
 /// A client frame that was understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
-    Message { content: String, client_msg_id: Option<String>, reply_to: Option<i64> },
-    Typing { started: bool },
+    Message {
+        content: String,
+        client_msg_id: Option<String>,
+        reply_to: Option<i64>,
+    },
+    Typing {
+        started: bool,
+    },
+    /// As `PUT /chats/{id}/read`.
+    Read {
+        seq: i64,
+    },
     Ping,
 }
 
@@ -111,7 +142,7 @@ impl ClientFrame {
     pub fn into_client_msg_id(self) -> Option<String> {
         match self {
             Self::Message { client_msg_id, .. } => client_msg_id,
-            Self::Typing { .. } | Self::Ping => None,
+            Self::Typing { .. } | Self::Read { .. } | Self::Ping => None,
         }
     }
 }
@@ -194,6 +225,13 @@ pub fn parse_client_frame(text: &str, scope: Scope) -> Result<(Option<i64>, Clie
                 _ => return Err(FrameError::new(ErrorCode::Validation, "content must be a string", client_msg_id)),
             }
         }
+        "read" => match frame.get("seq").and_then(Value::as_i64) {
+            Some(seq) if seq >= 0 => ClientFrame::Read { seq },
+            _ => {
+                let detail = "seq must be an integer, 0 or more";
+                return Err(FrameError::new(ErrorCode::Validation, detail, client_msg_id));
+            }
+        },
         "typing" => match frame.get("content").and_then(Value::as_str) {
             Some("start") => ClientFrame::Typing { started: true },
             Some("stop") => ClientFrame::Typing { started: false },

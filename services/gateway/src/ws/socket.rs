@@ -389,6 +389,14 @@ impl Connection<'_> {
                 }
                 None
             }
+            ClientFrame::Read { seq } => {
+                // A move comes back through the bus as a `read` frame, to every device.
+                let chat_id = chat_id?;
+                match messaging::mark_read(self.state, self.caller, chat_id, seq).await {
+                    Ok(_) => None,
+                    Err(refused) => error(send_error(refused, None)),
+                }
+            }
             ClientFrame::Message { content, client_msg_id, reply_to } => {
                 let chat_id = chat_id?;
                 let outgoing = messaging::Outgoing { chat_id, content, client_msg_id: client_msg_id.clone(), reply_to };
@@ -408,7 +416,7 @@ impl Connection<'_> {
     }
 }
 
-/// The error frame of a refused send.
+/// The error frame of a refused send (or read mark).
 fn send_error(error: ApiError, client_msg_id: Option<String>) -> FrameError {
     let code = match &error {
         ApiError::Validation(_) | ApiError::BadRequest(_) | ApiError::PayloadTooLarge { .. } => ErrorCode::Validation,
